@@ -1,0 +1,1 @@
+"""Pseudo-ground-truth SMPL-X fitting: body model loading, the synthetic model, SMPLify-X."""

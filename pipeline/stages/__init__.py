@@ -1,0 +1,1 @@
+"""One module per stage: a unit function and a plan of units."""

@@ -1,0 +1,1 @@
+"""Query points, exact signed distances, NVF vote targets and HDF5 shards."""
