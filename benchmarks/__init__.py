@@ -1,0 +1,1 @@
+"""`make bench`: every benchmark measured as a ratio against a named peer in the same run."""
