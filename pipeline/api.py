@@ -1,0 +1,79 @@
+"""Library entry point behind ``h36m-nvf <stage>`` and ``h36m-nvf run``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import DataError
+from pipeline.selection import Selection
+from pipeline.store import WorkDir, clean_temp_files
+
+
+def run_stages(
+    names: Sequence[str],
+    out: Path | str,
+    *,
+    h36m: Path | str | None = None,
+    selection: Selection | None = None,
+    stride: int | None = None,
+    options: Mapping[str, Any] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    keep_going: bool = False,
+    progress: bool = True,
+    wait: bool = False,
+    echo=None,
+):
+    """Run the named stages in order on one dask client; return their ``StageReport`` list.
+
+    ``stride`` None gives each stage its own default stride. ``options`` holds stage options
+    by config field name (None values = the stage's default). Takes the work dir's lock
+    (WorkDirBusy, or waits with ``wait``) and removes temp files of killed runs, except with
+    ``dry_run``, which writes nothing and starts no cluster. Each stage is planned just before
+    it runs, so it sees what the previous one wrote. ``echo(text)`` receives each stage's
+    summary as soon as it is known.
+    """
+    from pipeline.runner import open_client, run_stage
+    from pipeline.stages import get_stage
+
+    stages = [get_stage(n) for n in names]
+    work = WorkDir(Path(out))
+    selection = selection or Selection()
+    h36m = Path(h36m) if h36m is not None else None
+    for stage in stages:
+        if stage.needs_release and h36m is None:
+            raise DataError(f"stage {stage.name} reads the release: pass --h36m ROOT")
+        if stage.needs_release and not h36m.is_dir():
+            raise DataError(f"{h36m}: release folder not found (--h36m)")
+
+    def configs():
+        for stage in stages:
+            sel = dataclasses.replace(selection, stride=stride or stage.default_stride)
+            yield stage, stage.make_config(h36m=h36m, selection=sel, options=options or {})
+
+    reports = []
+    if dry_run:
+        for stage, config in configs():
+            reports.append(run_stage(stage, config, work, None, force=force, dry_run=True))
+            if echo:
+                echo(reports[-1].format())
+        return reports
+
+    work.root.mkdir(parents=True, exist_ok=True)
+    with work.lock(wait=wait):
+        clean_temp_files(work.root)
+        with open_client(scheduler, workers) as client:
+            for stage, config in configs():
+                report = run_stage(stage, config, work, client, force=force,
+                                   keep_going=keep_going, progress=progress)
+                reports.append(report)
+                if echo:
+                    echo(report.format())
+                if report.failed and not keep_going:
+                    break  # later stages would only fail on the missing outputs
+    return reports

@@ -1,0 +1,380 @@
+"""Run a stage's units on dask: client factory, skip-if-done, failures, progress, run.json.
+
+``get_client`` starts a ``LocalCluster`` of worker processes (one thread each) or attaches to
+an existing scheduler (``--scheduler tcp://host:8786`` or ``H36M_NVF_SCHEDULER``). With a
+remote cluster, WORK and the release must be on a file system every worker sees at the same
+paths.
+
+``run_stage`` plans the units, compares each with its done-record (``pipeline.store``),
+submits the ones to run, and waits for them with ``distributed.as_completed`` (one tqdm bar
+per stage). A unit that raises is recorded as failed with a one-line reason (report and
+``WORK/<stage>/failures.json``); the rest go on. A worker that dies mid-unit (killed, out of
+memory) is replaced by its nanny and the scheduler reruns the unit there (up to
+``distributed.scheduler.allowed-failures`` times, default 3): the run does not fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.stages.base import Stage, Unit, config_to_json
+from pipeline.store import (
+    FingerprintCache,
+    WorkDir,
+    atomic_write_json,
+    read_json,
+    remove_done_record,
+    sha256_json,
+    unit_status,
+    write_done_record,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_ENV = "H36M_NVF_SCHEDULER"
+
+# --------------------------------------------------------------------------- clients
+
+
+def local_core_count() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def cuda_device_count() -> int:
+    """Number of CUDA devices, without importing torch on machines that plainly have none."""
+    if not (shutil.which("nvidia-smi") or os.path.exists("/dev/nvidia0")):
+        return 0
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # a broken driver is "no GPU" here; the GPU stage says more
+        return 0
+
+
+def get_client(
+    scheduler: str | None = None,
+    workers: int | None = None,
+    resources: Mapping[str, float] | None = None,
+):
+    """A dask ``Client``: attached to ``scheduler`` (or $H36M_NVF_SCHEDULER) or a new LocalCluster.
+
+    The local cluster has ``workers`` processes (default: one per core) with one thread each.
+    ``resources`` are given to every local worker; by default, when CUDA is present, the first
+    ``cuda_device_count()`` workers get ``{"GPU": 1}`` each, so GPU units (submitted with
+    ``resources={"GPU": 1}``) run one per device. Closing the client closes a local cluster.
+    Raises ConnectionError when the scheduler cannot be reached.
+    """
+    from distributed import Client
+
+    scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as e:
+            raise ConnectionError(f"cannot reach the dask scheduler at {scheduler} ({e})") from e
+    n = workers or local_core_count()
+    client = Client(
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+        resources=dict(resources) if resources else None,
+    )
+    if resources is None:
+        gpus = cuda_device_count()
+        if gpus:
+            addresses = sorted(client.scheduler_info(n_workers=-1)["workers"])[:gpus]
+            client.run(_give_gpu, workers=addresses)
+    return client
+
+
+async def _give_gpu(dask_worker) -> None:
+    await dask_worker.set_resources(GPU=1)
+
+
+@contextlib.contextmanager
+def open_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
+    """``get_client`` as a context manager that closes it (and a local cluster) on exit."""
+    client = get_client(scheduler, workers)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@dataclass
+class UnitOutcome:
+    """What happened (or would happen) to one unit."""
+
+    key: str
+    status: str
+    """Before the run: "missing", "stale (why)", "forced" or "up to date"."""
+    result: str
+    """"done", "skipped", "failed", or with --dry-run "would run" / "would skip"."""
+    reason: str = ""
+    """One line, for failures."""
+    seconds: float = 0.0
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class StageReport:
+    """The outcome of one stage run (or dry run)."""
+
+    stage: str
+    outcomes: list[UnitOutcome]
+    dry_run: bool = False
+    seconds: float = 0.0
+
+    def _with(self, result: str) -> list[UnitOutcome]:
+        return [o for o in self.outcomes if o.result == result]
+
+    @property
+    def done(self) -> list[UnitOutcome]:
+        return self._with("done")
+
+    @property
+    def skipped(self) -> list[UnitOutcome]:
+        return self._with("skipped")
+
+    @property
+    def failed(self) -> list[UnitOutcome]:
+        return self._with("failed")
+
+    def format(self) -> str:
+        """The dry-run listing or the summary table, as text."""
+        return self.format_dry_run() if self.dry_run else self.format_summary()
+
+    def format_dry_run(self) -> str:
+        would = sum(o.result == "would run" for o in self.outcomes)
+        lines = [f"{self.stage}: {len(self.outcomes)} units, {would} would run, "
+                 f"{len(self.outcomes) - would} up to date"]
+        width = max((len(o.key) for o in self.outcomes), default=0)
+        for o in self.outcomes:
+            verb = "run " if o.result == "would run" else "skip"
+            lines.append(f"  {verb}  {o.key:<{width}}  {o.status}")
+        return "\n".join(lines)
+
+    def format_summary(self) -> str:
+        lines = [
+            f"{self.stage}: {len(self.outcomes)} units: {len(self.done)} done, "
+            f"{len(self.skipped)} skipped (up to date), {len(self.failed)} failed "
+            f"[{self.seconds:.1f} s]"
+        ]
+        width = max((len(o.key) for o in self.failed), default=0)
+        for o in self.failed:
+            lines.append(f"  FAILED  {o.key:<{width}}  {o.reason}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {
+            "stage": self.stage,
+            "done": len(self.done),
+            "skipped": len(self.skipped),
+            "failed": [{"unit": o.key, "reason": o.reason} for o in self.failed],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def one_line(error: BaseException) -> str:
+    """``"DataError: /x/y.mp4: cannot open video"``: class name and the message's first line."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else repr(error)}"
+
+
+def execute_unit(
+    run_unit,
+    unit: Unit,
+    config,
+    work_root: str,
+    stage: str,
+    stage_version: str,
+    config_hash: str,
+    inputs: Mapping[str, Mapping],
+) -> dict:
+    """Worker side of one unit: run it, check its outputs, write its done-record.
+
+    Never raises for a failing unit: returns {"ok": False, "reason": one line} instead, so
+    dask does not retry deterministic failures. The old done-record is removed first, so a
+    unit killed half-way is never taken as up to date.
+    """
+    work = WorkDir(Path(work_root))
+    t0 = time.perf_counter()
+    try:
+        remove_done_record(work, stage, unit.key)
+        info = run_unit(unit, config) or {}
+        missing = [p for p in unit.outputs if not Path(p).exists()]
+        if missing:
+            raise RuntimeError(f"unit did not write {missing[0]}")
+        write_done_record(
+            work, stage, unit.key, stage_version=stage_version, params=unit.params,
+            config_hash=config_hash, inputs=inputs, outputs=list(unit.outputs), info=info,
+        )
+        return {"key": unit.key, "ok": True, "info": info, "seconds": time.perf_counter() - t0}
+    except Exception as e:
+        return {"key": unit.key, "ok": False, "reason": one_line(e),
+                "seconds": time.perf_counter() - t0}
+
+
+# --------------------------------------------------------------------------- client side
+
+
+def unit_config_hash(stage: Stage, unit: Unit) -> str:
+    return sha256_json({"stage": stage.name, "version": stage.version, "params": unit.params})
+
+
+def _available_resources(client) -> list[dict]:
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    return [dict(w.get("resources") or {}) for w in workers.values()]
+
+
+def _satisfiable(need: Mapping[str, float] | None, offers: list[dict]) -> bool:
+    return not need or any(all(o.get(k, 0) >= v for k, v in need.items()) for o in offers)
+
+
+def run_stage(
+    stage: Stage,
+    config,
+    work: WorkDir,
+    client=None,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    keep_going: bool = False,
+    progress: bool = True,
+    retries: int = 1,
+) -> StageReport:
+    """Plan ``stage``, skip up-to-date units, run the others on ``client``, report.
+
+    ``client`` may be None with ``dry_run``. ``keep_going`` only changes the caller's exit
+    code (failing units never stop the others); it is accepted here for symmetry and recorded
+    in run.json. The caller holds the work dir's lock.
+    """
+    t0 = time.perf_counter()
+    units = stage.plan(config, work)
+    keys = [u.key for u in units]
+    if len(set(keys)) != len(keys):
+        raise RuntimeError(f"stage {stage.name}: plan has duplicate unit keys")
+    fingerprints = FingerprintCache()
+    todo: list[tuple[Unit, str, str, dict]] = []
+    outcomes: dict[str, UnitOutcome] = {}
+    for unit in units:
+        chash = unit_config_hash(stage, unit)
+        inputs = {role: fingerprints(path) for role, path in unit.inputs.items()}
+        status = unit_status(work, stage.name, unit.key, config_hash=chash, params=unit.params,
+                             inputs=inputs, outputs=list(unit.outputs), force=force)
+        if status == "up to date":
+            outcomes[unit.key] = UnitOutcome(unit.key, status, "would skip" if dry_run else "skipped")
+        else:
+            outcomes[unit.key] = UnitOutcome(unit.key, status, "would run" if dry_run else "")
+            todo.append((unit, status, chash, inputs))
+    report = StageReport(stage.name, [outcomes[k] for k in keys], dry_run=dry_run)
+    if dry_run:
+        report.seconds = time.perf_counter() - t0
+        return report
+    if client is None:
+        raise ValueError("run_stage needs a dask client unless dry_run")
+
+    _run_units(stage, config, work, client, todo, outcomes, progress=progress, retries=retries,
+               skipped=len(units) - len(todo))
+    report.seconds = time.perf_counter() - t0
+    atomic_write_json(work.failures_json(stage.name),
+                      [{"unit": o.key, "reason": o.reason} for o in report.failed])
+    record_run(work, stage, config, report, keep_going=keep_going)
+    return report
+
+
+def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries, skipped) -> None:
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    offers = _available_resources(client) if any(u.resources for u, *_ in todo) else []
+    futures = {}
+    for unit, _status, chash, inputs in todo:
+        if not _satisfiable(unit.resources, offers):
+            outcomes[unit.key].result = "failed"
+            outcomes[unit.key].reason = f"no dask worker offers resources {dict(unit.resources)}"
+            continue
+        fut = client.submit(
+            execute_unit, stage.run_unit, unit, config, str(work.root), stage.name,
+            stage.version, chash, inputs,
+            key=f"{stage.name}-{unit.key}-{os.urandom(4).hex()}", pure=False,
+            retries=retries, resources=dict(unit.resources) if unit.resources else None,
+        )
+        futures[fut] = unit.key
+    bar = tqdm(total=skipped + len(todo), initial=skipped, desc=stage.name, unit="unit",
+               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    failed = sum(o.result == "failed" for o in outcomes.values())
+    try:
+        bar.update(failed)
+        for fut in as_completed(list(futures)):
+            key = futures[fut]
+            try:
+                result = fut.result()
+            except Exception as e:  # lost workers (KilledWorker), unpicklable inputs, ...
+                result = {"key": key, "ok": False, "reason": one_line(e)}
+            o = outcomes[key]
+            o.seconds = result.get("seconds", 0.0)
+            if result["ok"]:
+                o.result, o.info = "done", result.get("info", {})
+            else:
+                o.result, o.reason = "failed", result["reason"]
+                failed += 1
+                log.warning("%s %s failed: %s", stage.name, key, o.reason)
+            bar.set_postfix(failed=failed, refresh=False)
+            bar.update(1)
+    except BaseException:
+        client.cancel(list(futures))
+        raise
+    finally:
+        bar.close()
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for name in ("h36m-nvf", "numpy", "opencv-python-headless", "dask", "distributed", "torch"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def record_run(work: WorkDir, stage: Stage, config, report: StageReport, *, keep_going: bool) -> None:
+    """Update ``WORK/run.json``: this stage's config, versions and summary (others kept)."""
+    try:
+        run = read_json(work.run_json)
+    except FileNotFoundError:
+        run = {}
+    run.setdefault("stages", {})[stage.name] = {
+        "stage_version": stage.version,
+        "config": config_to_json(config),
+        "versions": package_versions(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "keep_going": keep_going,
+        "summary": report.to_json(),
+    }
+    atomic_write_json(work.run_json, run)

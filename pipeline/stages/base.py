@@ -1,0 +1,153 @@
+"""The stage protocol: what every stage (extract, fit, sample, h3wb) provides to the runner.
+
+A stage is a ``Stage`` record of plain module-level functions (picklable by reference, so
+dask workers import them)::
+
+    plan(config, work: WorkDir) -> list[Unit]      # on the client; cheap; reads WORK / release
+    run_unit(unit, config) -> dict                 # on a worker; pure; writes unit.outputs
+
+``run_unit`` writes every path in ``unit.outputs`` atomically (``pipeline.store.atomic_path``
+/ ``atomic_write_*``: a temporary name in the same folder, then ``os.replace``) and returns a
+small JSON-able dict of output info (counts, metrics). It raises on bad input — preferably
+``DataError`` with a one-line message naming the file; the runner records the failure and goes
+on. Stages depend on each other only through files in WORK: a later stage's ``plan`` reads
+what an earlier stage wrote and lists those files in ``Unit.inputs`` so that a change
+upstream makes its units stale.
+
+The runner (``pipeline.runner.run_stage``) skips units whose done-record matches (stage
+version, ``Unit.params`` hash, input fingerprints, output sizes), submits the rest with
+``Unit.resources`` (``{"GPU": 1}`` for GPU units), writes the done-records, shows progress
+and collects failures.
+
+Adding a stage (e.g. fit) is one small step:
+
+1. In ``pipeline/stages/fit.py`` define a frozen config dataclass whose fields are named like
+   the command-line options (``h36m``, ``selection`` and the stage's own, each with a
+   docstring), ``plan`` and ``run_unit``, and::
+
+       STAGE = Stage(
+           name="fit", version="1", help="Fit SMPL-X to the mocap joints.",
+           config_type=FitConfig, plan=plan, run_unit=run_unit, default_stride=1,
+           options=(StageOption("iterations", int, "Optimiser iterations per frame."),
+                    StageOption("body_model", str, "SMPL-X file or folder, or 'synthetic'.")),
+       )
+
+   Keep the module's top-level imports light (numpy, dataclasses): import torch, cv2 etc.
+   inside the functions so ``h36m-nvf --help`` stays fast.
+2. Add one line ``"fit": "pipeline.stages.fit"`` to ``STAGE_MODULES`` in
+   ``pipeline/stages/__init__.py`` (its position there is the order ``h36m-nvf run`` chains).
+
+cli.py then offers ``h36m-nvf fit`` with the common options (selection, --scheduler,
+--workers, --force, --dry-run, --keep-going, --no-progress, --wait) plus ``--iterations`` and
+``--body-model``, and ``h36m-nvf run`` passes them on; nothing else to edit. Option defaults
+come from the config dataclass's field defaults. Bump ``version`` when the outputs of the same
+options change (it is part of every unit's config hash).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.selection import Selection
+
+
+@dataclass(frozen=True)
+class Unit:
+    """The smallest piece of work with its own outputs (and done-record)."""
+
+    key: str
+    """Unique within the stage, "/"-separated, e.g. "S1/Walking_1/54138969"; names the done-record."""
+    outputs: tuple[Path, ...]
+    """Every file the unit writes (absolute paths inside WORK)."""
+    inputs: Mapping[str, Path] = field(default_factory=dict)
+    """Input files by role ("video", "mocap", "metadata", …); their fingerprints decide staleness."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """JSON-able options that affect the outputs; hashed (with the stage version) into the config hash."""
+    payload: Any = None
+    """Anything picklable that ``run_unit`` needs (e.g. the Sequence record and camera id)."""
+    resources: Mapping[str, float] | None = None
+    """dask resources the unit needs on its worker, e.g. {"GPU": 1}; None = any worker."""
+
+
+@dataclass(frozen=True)
+class StageOption:
+    """One stage-specific command-line option, as data (cli.py turns it into a click option)."""
+
+    field: str
+    """Config field it sets; the flag is ``--`` + field with "_" → "-"."""
+    type: type
+    """int, float, str, bool (a --flag/--no-flag pair) or pathlib.Path."""
+    help: str
+    """One line of help text."""
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A named stage: config type, plan, unit function and its command-line options."""
+
+    name: str
+    """Command name and WORK sub-folder of its records, e.g. "extract"."""
+    version: str
+    """Part of every unit's config hash: bump it when the same options give different outputs."""
+    help: str
+    """One line for ``h36m-nvf --help``."""
+    config_type: type
+    """Frozen dataclass; fields named like the options (plus ``h36m``, ``selection``)."""
+    plan: Callable[[Any, Any], list[Unit]]
+    """plan(config, work: WorkDir) -> list[Unit]."""
+    run_unit: Callable[[Unit, Any], dict]
+    """run_unit(unit, config) -> dict; runs on a worker, writes unit.outputs atomically."""
+    options: tuple[StageOption, ...] = ()
+    """The stage's own command-line options."""
+    default_stride: int = 1
+    """--stride when the user gives none."""
+    needs_release: bool = False
+    """True when the stage reads the release (``--h36m ROOT`` required)."""
+
+    def config_defaults(self) -> dict[str, Any]:
+        """Field name → default of the config dataclass (fields without a default omitted)."""
+        out = {}
+        for f in dataclasses.fields(self.config_type):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory()
+        return out
+
+    def make_config(self, *, h36m: Path | None, selection: Selection, options: Mapping[str, Any]):
+        """Build the config from the common values and the options (None = field default).
+
+        Values for fields the config does not have are ignored, so ``h36m-nvf run`` can pass
+        every stage the union of all options.
+        """
+        names = {f.name for f in dataclasses.fields(self.config_type)}
+        values: dict[str, Any] = {"h36m": h36m, "selection": selection, **options}
+        kwargs = {k: v for k, v in values.items() if k in names and v is not None}
+        return self.config_type(**kwargs)
+
+
+def config_to_json(config) -> dict:
+    """A config dataclass as JSON-able data (Paths as strings, Selection via to_json)."""
+
+    def convert(v):
+        if isinstance(v, Selection):
+            return v.to_json()
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return {f.name: convert(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, (list, tuple)):
+            return [convert(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): convert(x) for k, x in v.items()}
+        return v
+
+    return convert(config)

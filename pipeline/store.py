@@ -1,0 +1,433 @@
+"""The work directory (``--out WORK``): layout, atomic writes, fingerprints, done-records, lock.
+
+Layout (DESIGN.md "Work directory")::
+
+    WORK/run.json                                   config + versions of each stage's last run
+    WORK/.lock                                      fcntl lock of the run holding WORK
+    WORK/<stage>/done/<unit key>.done.json          done-record of one unit
+    WORK/<stage>/failures.json                      units that failed in the stage's last run
+    WORK/extract/<S>/<seq>/sequence.json            cameras, counts, fps, sources, quirks
+    WORK/extract/<S>/<seq>/joints_world.npy         (T, 32, 3) float32, metres
+    WORK/images/<S>/<S>_<seq>.<cam>_<frame+1:06d>.jpg
+    WORK/fit/<S>/shape.npz   WORK/fit/<S>/<seq>.npz
+    WORK/shards/<split>/shard-00000.h5 … index.json   WORK/h3wb/*.json   WORK/audit/index.html
+
+Atomic writes: every output is written under a temporary name in its own folder
+(``.<name>.<pid>-<random>.tmp``) and renamed into place with ``os.replace``, so a file with
+its final name is always complete. Temporary names end in ``.tmp``; ``clean_temp_files``
+removes leftovers of a killed run at the start of the next one (under the lock).
+
+Fingerprints of input files: size and ``mtime_ns`` always, plus the sha256 of files up to
+``SMALL_FILE_BYTES`` (metadata.xml, CDF poses). A recorded input still matches when size and
+mtime_ns are equal, or, for small files, when the size and sha256 are equal (a copied or
+touched file with the same bytes is not stale). Large files (videos) match on size and
+mtime_ns only: hashing hundreds of GB of video at every run would cost more than the run.
+
+Done-records (``*.done.json``): unit key, stage version, config hash and the options it
+covers, input fingerprints, and each output's size and sha256. A unit is up to date when its
+record exists, its config hash and inputs match, and every output exists with the recorded
+size (sizes only: re-hashing every JPEG at every run is too slow; the sha256 is there for
+audits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import io
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import DataError, WorkDirBusy
+
+SMALL_FILE_BYTES = 16 * 2**20
+"""Input files up to this size are fingerprinted with their sha256 as well."""
+TMP_SUFFIX = ".tmp"
+"""Every temporary file of an atomic write ends with this suffix."""
+DONE_SUFFIX = ".done.json"
+
+# --------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True)
+class WorkDir:
+    """Paths inside one work directory (nothing is created until a writer needs it)."""
+
+    root: Path
+    """The work directory (``--out``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).absolute())
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / ".lock"
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / stage
+
+    def done_record(self, stage: str, key: str) -> Path:
+        """``WORK/<stage>/done/<key>.done.json``; key parts ("S1/Walking_1/54138969") are folders."""
+        check_unit_key(key)
+        return self.stage_dir(stage) / "done" / (key + DONE_SUFFIX)
+
+    def failures_json(self, stage: str) -> Path:
+        return self.stage_dir(stage) / "failures.json"
+
+    # extract
+    def sequence_dir(self, subject: str, seq: str) -> Path:
+        return self.root / "extract" / subject / seq
+
+    def sequence_json(self, subject: str, seq: str) -> Path:
+        return self.sequence_dir(subject, seq) / "sequence.json"
+
+    def joints_world(self, subject: str, seq: str) -> Path:
+        return self.sequence_dir(subject, seq) / "joints_world.npy"
+
+    def image_name(self, subject: str, seq: str, camera: str, frame: int) -> str:
+        """H3WB/SPIN naming, ``frame`` 0-based: ``S1_Walking_1.54138969_000001.jpg``."""
+        return f"{subject}_{seq}.{camera}_{frame + 1:06d}.jpg"
+
+    def image(self, subject: str, seq: str, camera: str, frame: int) -> Path:
+        return self.root / "images" / subject / self.image_name(subject, seq, camera, frame)
+
+    # later stages
+    @property
+    def bodymodel_dir(self) -> Path:
+        return self.root / "bodymodel"
+
+    def fit_shape(self, subject: str) -> Path:
+        return self.root / "fit" / subject / "shape.npz"
+
+    def fit_sequence(self, subject: str, seq: str) -> Path:
+        return self.root / "fit" / subject / f"{seq}.npz"
+
+    def shards_dir(self, split: str) -> Path:
+        return self.root / "shards" / split
+
+    @property
+    def h3wb_dir(self) -> Path:
+        return self.root / "h3wb"
+
+    @property
+    def audit_index(self) -> Path:
+        return self.root / "audit" / "index.html"
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the root as a POSIX string (records survive moving WORK)."""
+        return Path(path).absolute().relative_to(self.root).as_posix()
+
+    def lock(self, wait: bool = False) -> WorkDirLock:
+        return WorkDirLock(self.lock_path, wait=wait)
+
+
+def sequence_folder_name(basename: str) -> str:
+    """The release basename with spaces as underscores: "Walking 1" → "Walking_1"."""
+    return basename.replace(" ", "_")
+
+
+def check_unit_key(key: str) -> None:
+    """Unit keys become file paths: relative, "/"-separated, no empty or dot parts."""
+    parts = key.split("/")
+    if not key or any(p in ("", ".", "..") for p in parts) or "\\" in key:
+        raise ValueError(f"invalid unit key {key!r}")
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def temp_name(path: Path) -> Path:
+    """A temporary sibling of ``path``, unique per process and call, ending in ``.tmp``."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TMP_SUFFIX}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``path``, on error it is removed.
+
+    For writers that want a file name (cv2.imwrite, h5py, np.savez): write to the yielded path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def canonical_json(obj) -> str:
+    """Deterministic JSON text (sorted keys, 2-space indent, trailing newline)."""
+    return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def atomic_write_json(path: Path | str, obj) -> None:
+    atomic_write_bytes(path, canonical_json(obj).encode())
+
+
+def atomic_write_npy(path: Path | str, array: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_json(path: Path | str) -> dict:
+    """Read a JSON file; DataError naming the file when it is unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: unreadable JSON ({e})") from e
+
+
+def clean_temp_files(root: Path | str) -> list[Path]:
+    """Remove every ``*.tmp`` file under ``root`` (leftovers of a killed run); return them.
+
+    Call only while holding the work dir's lock: a running writer's temp files look the same.
+    """
+    removed = []
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            if name.endswith(TMP_SUFFIX):
+                p = Path(dirpath) / name
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                    removed.append(p)
+    return removed
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_json(obj) -> str:
+    """Hash of a JSON-able value, independent of key order."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def fingerprint(path: Path | str) -> dict:
+    """{"path", "size", "mtime_ns"} plus "sha256" for files up to SMALL_FILE_BYTES."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return {"path": str(path), "missing": True}
+    fp = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if st.st_size <= SMALL_FILE_BYTES:
+        fp["sha256"] = sha256_file(path)
+    return fp
+
+
+def fingerprint_matches(recorded: Mapping, current: Mapping) -> bool:
+    """True when two fingerprints describe the same bytes (see the module docstring)."""
+    if recorded.get("missing") or current.get("missing"):
+        return bool(recorded.get("missing")) and bool(current.get("missing"))
+    if recorded.get("size") != current.get("size"):
+        return False
+    if recorded.get("mtime_ns") == current.get("mtime_ns"):
+        return True
+    return "sha256" in recorded and recorded.get("sha256") == current.get("sha256")
+
+
+class FingerprintCache:
+    """Fingerprints computed once per run (many units share metadata.xml and a sequence's files).
+
+    Cheap first: (size, mtime_ns) is taken for every lookup; the sha256 is computed only once
+    per path and reused while size and mtime_ns stay the same.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[str, dict] = {}
+
+    def __call__(self, path: Path | str) -> dict:
+        path = str(Path(path).absolute())
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return {"path": path, "missing": True}
+        hit = self._cache.get(path)
+        if hit and hit["size"] == st.st_size and hit["mtime_ns"] == st.st_mtime_ns:
+            return hit
+        fp = fingerprint(path)
+        self._cache[path] = fp
+        return fp
+
+
+# --------------------------------------------------------------------------- done-records
+
+
+def write_done_record(
+    work: WorkDir,
+    stage: str,
+    key: str,
+    *,
+    stage_version: str,
+    params: Mapping,
+    config_hash: str,
+    inputs: Mapping[str, Mapping],
+    outputs: list[Path],
+    info: Mapping | None = None,
+) -> dict:
+    """Hash the outputs and write ``WORK/<stage>/done/<key>.done.json`` atomically."""
+    record = {
+        "unit": key,
+        "stage": stage,
+        "stage_version": stage_version,
+        "config_hash": config_hash,
+        "params": dict(params),
+        "inputs": {name: dict(fp) for name, fp in inputs.items()},
+        "outputs": {
+            work.relative(p): {"size": Path(p).stat().st_size, "sha256": sha256_file(p)} for p in outputs
+        },
+        "info": dict(info or {}),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_json(work.done_record(stage, key), record)
+    return record
+
+
+def read_done_record(work: WorkDir, stage: str, key: str) -> dict | None:
+    path = work.done_record(stage, key)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}  # unreadable record: treated as stale, never as up to date
+
+
+def remove_done_record(work: WorkDir, stage: str, key: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        work.done_record(stage, key).unlink()
+
+
+def unit_status(
+    work: WorkDir,
+    stage: str,
+    key: str,
+    *,
+    config_hash: str,
+    params: Mapping,
+    inputs: Mapping[str, Mapping],
+    outputs: list[Path],
+    force: bool = False,
+) -> str:
+    """"missing" | "stale (why)" | "forced" | "up to date" for one unit.
+
+    ``inputs`` are current fingerprints by role ("video", "mocap", ...); ``outputs`` the
+    unit's output paths.
+    """
+    record = read_done_record(work, stage, key)
+    if record is None:
+        return "missing"
+    if not record:
+        return "stale (unreadable done-record)"
+    if force:
+        return "forced"
+    if record.get("config_hash") != config_hash:
+        old = record.get("params", {})
+        changed = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
+        what = ", ".join(f"{k} {old.get(k)!r}→{params.get(k)!r}" for k in changed[:3])
+        return f"stale (options changed: {what or 'stage version'})"
+    old_inputs = record.get("inputs", {})
+    if set(old_inputs) != set(inputs):
+        return "stale (different inputs)"
+    for name, fp in inputs.items():
+        if not fingerprint_matches(old_inputs[name], fp):
+            return f"stale (input changed: {fp.get('path', name)})"
+    recorded_outputs = record.get("outputs", {})
+    for p in outputs:
+        rel = work.relative(p)
+        entry = recorded_outputs.get(rel)
+        if entry is None:
+            return f"stale (output not recorded: {rel})"
+        try:
+            size = Path(p).stat().st_size
+        except FileNotFoundError:
+            return f"stale (output missing: {rel})"
+        if size != entry.get("size"):
+            return f"stale (output modified: {rel})"
+    return "up to date"
+
+
+# --------------------------------------------------------------------------- lock
+
+
+class WorkDirLock:
+    """An exclusive ``fcntl.flock`` on ``WORK/.lock``; the OS drops it when the process dies.
+
+    Use as a context manager. Holds the holder's pid in the file for the busy message.
+    """
+
+    def __init__(self, path: Path, wait: bool = False) -> None:
+        self.path = Path(path)
+        self.wait = wait
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+        except OSError as e:
+            holder = _read_holder(fd)
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise WorkDirBusy(
+                    f"{self.path.parent}: another run holds this work dir{holder}; "
+                    "wait for it to finish or pass --wait"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> WorkDirLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        pid = os.pread(fd, 32, 0).decode().strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""
