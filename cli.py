@@ -10,6 +10,7 @@ import functools
 import logging
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import click
 
@@ -92,7 +93,123 @@ def main(verbose: int) -> None:
 
 # --- sampling and validation (pipeline/stages/sample.py, sampling/) ---
 
+
+@main.command()
+@click.argument("shards", type=click.Path(path_type=Path))
+@click.option("--samples", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Random samples per split whose contents are recomputed.")
+@click.option("--points", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Points per checked sample whose SDF is recomputed in float64.")
+@click.option("--body-model", default="synthetic", show_default=True,
+              help="SMPL-X file or folder, or 'synthetic' (WORK/bodymodel).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@user_errors
+def validate(shards: Path, samples: int, points: int, body_model: str, seed: int) -> None:
+    """Check shards (WORK/shards or one split folder) independently of the writer."""
+    from pipeline.validate import ValidateConfig, validate_shards
+
+    config = ValidateConfig(samples=samples, points=points, body_model=body_model, seed=seed)
+    checked, problems = validate_shards(shards, config)
+    for p in problems:
+        click.echo(p, err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo(f"OK: {shards}: checksums and schema of every shard, contents of {checked} samples")
+
+
+@main.command()
+@click.option("--out", "work", required=True, type=click.Path(path_type=Path), help="Work directory.")
+@click.option("--body-model", default="synthetic", show_default=True,
+              help="SMPL-X file or folder used by the fit, or 'synthetic'.")
+@click.option("--worst", type=click.IntRange(min=0), default=20, show_default=True,
+              help="How many worst frames to list and draw.")
+@click.option("--camera", default=None, help="Camera for the overlays (default: first with an image).")
+@user_errors
+def audit(work: Path, body_model: str, worst: int, camera: str | None) -> None:
+    """Write the fit-quality report WORK/audit/index.html (+ summary.json, plots, overlays)."""
+    from fitting.bodymodel import resolve_body_model
+    from pipeline.audit import AuditConfig, write_audit
+    from pipeline.store import WorkDir
+
+    wd = WorkDir(work)
+    index = write_audit(wd, AuditConfig(body_model, worst, camera), resolve_body_model(body_model, wd.root))
+    click.echo(index)
+
+
+@main.command("show-fit")
+@click.argument("subject")
+@click.argument("sequence")
+@click.option("--frame", type=click.IntRange(min=0), required=True, help="0-based mocap frame.")
+@click.option("--camera", required=True, help="Camera id, e.g. 54138969.")
+@click.option("--out", "work", required=True, type=click.Path(path_type=Path), help="Work directory.")
+@click.option("-o", "output", required=True, type=click.Path(path_type=Path), help="PNG to write.")
+@click.option("--body-model", default="synthetic", show_default=True)
+@user_errors
+def show_fit(subject: str, sequence: str, frame: int, camera: str, work: Path, output: Path, body_model: str) -> None:
+    """Draw one fitted frame (mesh, fitted and mocap joints) onto its extracted image."""
+    import cv2
+
+    from fitting.bodymodel import resolve_body_model
+    from pipeline.audit import render_fit_overlay
+    from pipeline.store import WorkDir, atomic_write_bytes
+
+    wd = WorkDir(work)
+    image = render_fit_overlay(wd, resolve_body_model(body_model, wd.root), subject, sequence.replace(" ", "_"),
+                               frame, camera)
+    atomic_write_bytes(output, cv2.imencode(".png", image)[1].tobytes())
+    click.echo(output)
+
 # --- H3WB (pipeline/stages/h3wb.py) ---
+
+
+@main.command("h3wb")
+@click.option("--out", "work", required=True, type=click.Path(file_okay=False),
+              help="Work directory (reads extract/, fit/, images/; writes h3wb/).")
+@click.option("--train", default="S1,S5,S6,S7", show_default=True, help="Training subjects (empty: none).")
+@click.option("--test", default="S8", show_default=True, help="Test subjects (empty: none).")
+@click.option("--max-fit-error-mm", type=float, default=50.0, show_default=True,
+              help="Leave out frames whose fit MPJPE exceeds this.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the I2D masks.")
+@click.option("--body-model", default="synthetic", show_default=True,
+              help="SMPL-X file or folder, or 'synthetic'.")
+@selection_options
+@user_errors
+def h3wb_command(work, train, test, max_fit_error_mm, seed, body_model, **kwargs):
+    """Build H3WB-style whole-body splits (2D→3D, I2D→3D, RGB→3D) from the SMPL-X fits."""
+    from pathlib import Path
+
+    from pipeline.stages.h3wb import H3WBConfig, build_h3wb
+
+    config = H3WBConfig(selection=build_selection_from(kwargs), train=train, test=test,
+                        max_fit_error_mm=max_fit_error_mm, seed=seed, body_model=body_model)
+    manifest = build_h3wb(Path(work), config)
+    for split, counts in manifest["counts"].items():
+        click.echo(f"{split}: {counts['poses']} poses, {counts['samples']} samples, "
+                   f"{counts['excluded_fit_error']} frames over {max_fit_error_mm} mm left out")
+    click.echo(f"wrote {Path(work) / 'h3wb'}")
+
+
+@main.command("h3wb-eval")
+@click.option("--pred", required=True, type=click.Path(dir_okay=False),
+              help="Predictions in H3WB JSON (keypoints_3d per id).")
+@click.option("--gt", required=True, type=click.Path(dir_okay=False),
+              help="Ground truth, e.g. WORK/h3wb/2Dto3D_test_3d.json.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False),
+              help="Also write the metrics to this JSON file.")
+@user_errors
+def h3wb_eval_command(pred, gt, json_out):
+    """H3WB MPJPE (mm): whole body, body, face (nose-aligned), hands (root-aligned)."""
+    from pathlib import Path
+
+    from pipeline.h3wb import evaluate_files, format_metrics_table
+    from pipeline.store import atomic_write_json
+
+    pred, gt = Path(pred), Path(gt)
+
+    result = evaluate_files(pred, gt)
+    click.echo(format_metrics_table(result))
+    if json_out is not None:
+        atomic_write_json(json_out, result)
 
 # --- NVF trainer (nvf/) ---
 

@@ -1,0 +1,315 @@
+"""Sample stage: frustum query points with exact SDF and NVF votes into HDF5 shards.
+
+Per (sequence, camera, frame) of a split: a square crop around the fitted body, undistorted
+exactly into a pinhole crop of ``crop`` pixels; N query points in camera space
+(sampling.frustum); their exact SDF to the fitted SMPL-X mesh (sampling.sdf); votes towards
+the target joints (sampling.votes). One unit is one shard of ``samples_per_shard``
+consecutive samples of a split part in sorted (subject, sequence, camera, frame) order, so
+shard contents do not depend on scheduling; ``index.json`` is rebuilt after the units ran.
+
+Output: ``WORK/shards/<split>-<part>/shard-NNNNN.h5`` + ``index.json`` (part = train | test).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import DataError
+from pipeline.selection import Selection
+from pipeline.splits import get_split
+from pipeline.stages.base import Stage, StageOption, Unit
+from pipeline.store import WorkDir
+
+SMPLX_KEYS = ("global_orient", "body_pose", "transl", "left_hand_pose", "right_hand_pose",
+              "jaw_pose", "leye_pose", "reye_pose", "expression")
+CROP_MARGIN = 1.2
+"""Crop side = this × the larger side of the body's pinhole bounding box."""
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Options of the sample stage (defaults are the documented sampler of DESIGN.md)."""
+
+    h36m: Path | None = None
+    """Release root (unused: the stage reads WORK only)."""
+    selection: Selection = field(default_factory=Selection)
+    """Subjects / actions / cameras / frame range; the split's strides apply unless --stride."""
+    split: str = "protocol1"
+    """Named split (pipeline.splits): protocol1 or h3wb."""
+    train_stride: int | None = None
+    """Override of the split's training frame stride."""
+    test_stride: int | None = None
+    """Override of the split's test frame stride."""
+    points: int = 4096
+    """Query points per sample."""
+    joints: str = "h36m17"
+    """Vote target joint set: h36m17 (mocap), smplx55 or cocowb133 (from the fit)."""
+    radius: float = 0.3
+    """Vote radius r, metres."""
+    crop: int = 256
+    """Side of the undistorted square crop, pixels."""
+    samples_per_shard: int = 64
+    """Samples per shard file (the last one of a part may hold fewer)."""
+    body_model: str = "synthetic"
+    """SMPL-X file or folder, or "synthetic" (the model in WORK/bodymodel)."""
+    sdf_backend: str = "auto"
+    """sampling.sdf backend: auto, cpu, cuda, torch, or mesh-to-sdf (comparison only)."""
+    seed: int = 0
+    """Global seed; each sample's draws are keyed by (seed, sample key)."""
+    jpeg_quality: int = 95
+    """JPEG quality of the stored crops."""
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    subject: str
+    sequence: str
+    camera: str
+    frame: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.subject}/{self.sequence}/{self.camera}/{self.frame:06d}"
+
+
+# --- plan -------------------------------------------------------------------------------------
+
+
+def _sequence_cameras(work: WorkDir, subject: str, seq: str) -> list[str]:
+    return [c["id"] for c in json.loads(work.sequence_json(subject, seq).read_text())["cameras"]]
+
+
+def split_samples(work: WorkDir, config: SampleConfig) -> dict[str, list[SampleSpec]]:
+    """Sample specs per split part, sorted; only fitted frames that have an extracted image."""
+    split = get_split(config.split)
+    sel = config.selection
+    parts = {}
+    for part, subjects, stride in split.parts(config.train_stride, config.test_stride):
+        specs = []
+        for subject in subjects:
+            if not sel.wants_subject(subject):
+                continue
+            for fit_path in sorted((work.root / "fit" / subject).glob("*.npz")):
+                if fit_path.name == "shape.npz":
+                    continue
+                seq = fit_path.stem
+                seq_json = json.loads(work.sequence_json(subject, seq).read_text())
+                if not sel.wants_sequence(seq_json.get("action", seq), seq):
+                    continue
+                with np.load(fit_path) as z:
+                    fitted = set(z["frame_index"].tolist())
+                frames = [f for f in Selection(frames=sel.frames, stride=stride).frame_indices(max(fitted) + 1)
+                          if f in fitted]
+                for camera in _sequence_cameras(work, subject, seq):
+                    if sel.wants_camera(camera):
+                        specs += [SampleSpec(subject, seq, camera, f) for f in frames
+                                  if work.image(subject, seq, camera, f).exists()]
+        parts[part] = sorted(specs, key=lambda s: (s.subject, s.sequence, s.camera, s.frame))
+    return parts
+
+
+def part_dir(work: WorkDir, config: SampleConfig, part: str) -> Path:
+    return work.shards_dir(f"{config.split}-{part}")
+
+
+def _params(config: SampleConfig) -> dict:
+    from sampling.frustum import SamplerConfig
+
+    return {"sampler": SamplerConfig(points=config.points).to_json(), "joints": config.joints,
+            "radius": config.radius, "crop": config.crop, "seed": config.seed,
+            "sdf_backend": config.sdf_backend, "jpeg_quality": config.jpeg_quality,
+            "samples_per_shard": config.samples_per_shard}
+
+
+def plan(config: SampleConfig, work: WorkDir) -> list[Unit]:
+    from fitting.bodymodel import resolve_body_model
+    from sampling.shards import shard_name
+
+    model_path = resolve_body_model(config.body_model, work.root)
+    units = []
+    for part, specs in split_samples(work, config).items():
+        out_dir = part_dir(work, config, part)
+        n = config.samples_per_shard
+        for number, start in enumerate(range(0, len(specs), n)):
+            chunk = tuple(specs[start:start + n])
+            inputs = {"body_model": model_path}
+            for s in chunk:
+                inputs[f"fit:{s.subject}/{s.sequence}"] = work.fit_sequence(s.subject, s.sequence)
+                inputs[f"mocap:{s.subject}/{s.sequence}"] = work.joints_world(s.subject, s.sequence)
+                inputs[f"cameras:{s.subject}/{s.sequence}"] = work.sequence_json(s.subject, s.sequence)
+                inputs[f"image:{s.key}"] = work.image(s.subject, s.sequence, s.camera, s.frame)
+            units.append(Unit(
+                key=f"{config.split}-{part}/{shard_name(number)[:-3]}",
+                outputs=(out_dir / shard_name(number),),
+                inputs=inputs,
+                params={**_params(config), "samples": [s.key for s in chunk]},
+                payload={"specs": chunk, "work": work.root, "model": model_path},
+                resources={"GPU": 1} if config.sdf_backend == "cuda" else None,
+            ))
+    return units
+
+
+# --- one unit ---------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=2)
+def _body_model(path: str, use_face_contour: bool):
+    import torch
+
+    from fitting.bodymodel import load_body_model
+
+    return load_body_model(Path(path), dtype=torch.float64, use_face_contour=use_face_contour)
+
+
+def posed_body(model_path: Path, fit: dict, row: int, use_face_contour: bool):
+    """(vertices (V,3), joints (J',3) smplx output, pelvis_rest (3,)) world frame, metres, float64."""
+    import torch
+
+    model = _body_model(str(model_path), use_face_contour)
+    kw = {k: torch.as_tensor(fit[k][row:row + 1], dtype=torch.float64) for k in SMPLX_KEYS}
+    betas = torch.as_tensor(fit["betas"], dtype=torch.float64).reshape(1, -1)
+    with torch.no_grad():
+        out = model(betas=betas, **kw)
+        rest = model(betas=betas, **{k: torch.zeros_like(v) for k, v in kw.items()})
+    return out.vertices[0].numpy(), out.joints[0].numpy(), rest.joints[0, 0].numpy()
+
+
+def target_joints(joint_set: str, mocap32: np.ndarray, smplx_joints: np.ndarray) -> np.ndarray:
+    """(J, 3) world-frame targets of the named joint set for one frame."""
+    from fitting.joint_sets import H36M17_FROM_H36M32, cocowb133_from_smplx144
+
+    if joint_set == "h36m17":
+        return mocap32[H36M17_FROM_H36M32]
+    if joint_set == "smplx55":
+        return smplx_joints[:55]
+    if joint_set == "cocowb133":
+        return smplx_joints[cocowb133_from_smplx144()]
+    raise ValueError(f"unknown vote joint set {joint_set!r}: use h36m17, smplx55 or cocowb133")
+
+
+def crop_around(vertices_cam: np.ndarray, K: np.ndarray, crop_px: int) -> np.ndarray:
+    """(3, 3) intrinsics of a square pinhole crop around the projected body (vertices (V, 3) camera frame)."""
+    from pipeline.cameras import crop_intrinsics, project_pinhole
+
+    uv = project_pinhole(vertices_cam, K)
+    lo, hi = uv.min(axis=0), uv.max(axis=0)
+    side = CROP_MARGIN * float(max(hi - lo))
+    return crop_intrinsics((lo + hi) / 2, side, crop_px, K)
+
+
+def make_sample(spec: SampleSpec, work: WorkDir, model_path: Path, config: SampleConfig, cache: dict):
+    """One ShardSample: crop, query points, SDF, votes, joints and camera-frame params."""
+    import cv2
+
+    from pipeline.cameras import Camera, undistort_image
+    from sampling.frustum import SamplerConfig, sample_query_points
+    from sampling.rng import rng_for
+    from sampling.sdf import signed_distance
+    from sampling.shards import ShardSample, smplx_params_to_camera
+    from sampling.votes import nvf_votes
+
+    seq_key = (spec.subject, spec.sequence)
+    if seq_key not in cache:
+        with np.load(work.fit_sequence(*seq_key)) as z:
+            fit = {k: z[k] for k in z.files}
+        cams = {c["id"]: Camera.from_json(c) for c in json.loads(work.sequence_json(*seq_key).read_text())["cameras"]}
+        cache[seq_key] = (fit, cams, np.load(work.joints_world(*seq_key)))
+    fit, cams, mocap = cache[seq_key]
+    camera = cams[spec.camera]
+    rows = np.flatnonzero(fit["frame_index"] == spec.frame)
+    if len(rows) == 0:
+        raise DataError(f"{work.fit_sequence(*seq_key)}: frame {spec.frame} was not fitted")
+    row = int(rows[0])
+    verts, smplx_joints, pelvis_rest = posed_body(model_path, fit, row, config.joints == "cocowb133")
+    R, t = camera.R, camera.t
+    verts_cam = verts @ R.T + t
+    joints_cam = target_joints(config.joints, mocap[spec.frame], smplx_joints) @ R.T + t
+    root_cam = mocap[spec.frame][0] @ R.T + t
+
+    image_path = work.image(spec.subject, spec.sequence, spec.camera, spec.frame)
+    image = cv2.imread(str(image_path))
+    if image is None:
+        raise DataError(f"{image_path}: missing or unreadable extracted image")
+    if image.shape[:2] != (camera.height, camera.width):
+        raise DataError(f"{image_path}: image is {image.shape[1]}x{image.shape[0]}, camera says "
+                        f"{camera.width}x{camera.height}")
+    K_crop = crop_around(verts_cam, camera.K, config.crop)
+    crop = undistort_image(image, camera, K_crop, (config.crop, config.crop))
+
+    faces = np.asarray(_body_model(str(model_path), config.joints == "cocowb133").faces, dtype=np.int64)
+    sampler = SamplerConfig(points=config.points)
+    points, sdf = sample_query_points(
+        verts_cam, faces, root_cam, K_crop, config.crop, sampler, rng_for(config.seed, spec.key),
+        lambda p: signed_distance(p, verts_cam, faces, backend=config.sdf_backend))
+    votes = nvf_votes(points.astype(np.float64), joints_cam, config.radius)
+    params = smplx_params_to_camera({k: fit[k][row] for k in SMPLX_KEYS} | {"betas": fit["betas"]},
+                                    R, t, pelvis_rest)
+    return ShardSample(
+        key=spec.key, subject=spec.subject, sequence=spec.sequence, camera=spec.camera, frame=spec.frame,
+        image=crop, K=K_crop, cam_from_world_R=R, cam_from_world_t=t, root=root_cam, points=points,
+        sdf=sdf, votes=votes.astype(np.float16), joints=joints_cam.astype(np.float32),
+        smplx={k: np.asarray(v, dtype=np.float32) for k, v in params.items()},
+        fit_mpjpe_mm=float(fit["mpjpe_mm"][row]),
+    )
+
+
+def shard_config(config: SampleConfig):
+    from sampling.frustum import SamplerConfig
+    from sampling.shards import ShardConfig
+
+    return ShardConfig(joint_set=config.joints, radius=config.radius, num_points=config.points,
+                       image_size=config.crop, jpeg_quality=config.jpeg_quality,
+                       sampler=SamplerConfig(points=config.points).to_json())
+
+
+def run_unit(unit: Unit, config: SampleConfig) -> dict:
+    from sampling.shards import write_shard
+
+    work = WorkDir(unit.payload["work"])
+    cache: dict = {}
+    samples = [make_sample(s, work, unit.payload["model"], config, cache) for s in unit.payload["specs"]]
+    info = write_shard(unit.outputs[0], samples, shard_config(config))
+    return {"samples": info.samples, "sha256": info.sha256, "bytes": info.bytes}
+
+
+def finalize(config: SampleConfig, work: WorkDir, units: list[Unit]) -> None:
+    """Drop shards a previous, larger run left behind, then rebuild each part's index.json."""
+    from sampling.shards import SHARD_PATTERN, write_index
+
+    planned = {p for u in units for p in u.outputs}
+    for part in ("train", "test"):
+        folder = part_dir(work, config, part)
+        if not folder.is_dir():
+            continue
+        for stale in (p for p in folder.iterdir() if SHARD_PATTERN.match(p.name) and p not in planned):
+            stale.unlink()
+        if any(SHARD_PATTERN.match(p.name) for p in folder.iterdir()):
+            write_index(folder, shard_config(config))
+
+
+STAGE = Stage(
+    name="sample",
+    version="1",
+    help="Sample query points with exact SDF and NVF votes into HDF5 shards.",
+    config_type=SampleConfig,
+    plan=plan,
+    run_unit=run_unit,
+    options=(
+        StageOption("split", str, "Named split: protocol1 or h3wb."),
+        StageOption("train_stride", int, "Override the split's training frame stride."),
+        StageOption("test_stride", int, "Override the split's test frame stride."),
+        StageOption("points", int, "Query points per sample."),
+        StageOption("joints", str, "Vote targets: h36m17 (mocap), smplx55 or cocowb133."),
+        StageOption("radius", float, "Vote radius in metres."),
+        StageOption("crop", int, "Crop side in pixels."),
+        StageOption("samples_per_shard", int, "Samples per shard file."),
+        StageOption("body_model", str, "SMPL-X file or folder, or 'synthetic'."),
+        StageOption("sdf_backend", str, "SDF backend: auto, cpu, cuda, torch, mesh-to-sdf."),
+        StageOption("seed", int, "Global random seed."),
+    ),
+)
