@@ -87,6 +87,20 @@ def main(verbose: int) -> None:
 
 # --- synthetic release and inspection (pipeline/synthetic.py, pipeline/h36m.py) ---
 
+
+@main.command()
+@click.argument("root", type=click.Path(path_type=Path))
+@selection_options
+@click.option("--no-count", is_flag=True, help="Skip video/CDF headers (layout only, faster).")
+@user_errors
+def inspect(root: Path, no_count: bool, **kwargs) -> None:
+    """Table of a release's sequences: frame counts per camera, mocap, usable, quirks, problems."""
+    from pipeline.h36m import format_release_table, read_release
+
+    selection = build_selection_from(kwargs)
+    release = read_release(root, selection, count_frames=not no_count)
+    click.echo(format_release_table(release))
+
 # --- stages and orchestration (pipeline/runner.py, pipeline/stages/extract.py) ---
 
 # --- fitting and audit (pipeline/stages/fit.py, pipeline/audit.py) ---
