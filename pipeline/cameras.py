@@ -108,6 +108,9 @@ class Camera:
         return hash((self.id, self.width, self.height, self.K.tobytes(), self.dist.tobytes(),
                      self.R.tobytes(), self.t.tobytes()))
 
+    def __reduce__(self):  # through __init__, so unpickled arrays are read-only too
+        return (Camera, (self.id, self.width, self.height, self.K, self.dist, self.R, self.t))
+
     @property
     def center_world(self) -> np.ndarray:
         """(3,) camera centre in world coordinates, metres."""

@@ -81,6 +81,9 @@ class Metadata:
 
     __hash__ = None
 
+    def __reduce__(self):  # through __init__, so the unpickled w0 is read-only too
+        return (Metadata, tuple(getattr(self, f) for f in self.__dataclass_fields__))
+
     def subject_index(self, subject: str) -> int:
         """Index of ``subject`` in the table (and in w0's extrinsics)."""
         try:

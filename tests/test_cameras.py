@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -222,6 +223,8 @@ def test_camera_json_round_trip_and_equality():
     with pytest.raises(ValueError):
         Camera("x", 1, 1, np.eye(3), np.zeros(4), np.eye(3), np.zeros(3))
     assert not camera.K.flags.writeable
+    unpickled = pickle.loads(pickle.dumps(camera))
+    assert unpickled == camera and not unpickled.R.flags.writeable
 
 
 def test_scaled_camera_keeps_pixel_centres():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def test_write_read_round_trip(tmp_path):
     assert read_metadata(path) == meta
     assert not (tmp_path / "metadata.xml.tmp").exists()
     assert meta.basename("S2", 2, 2) == "Directions 2"
+    unpickled = pickle.loads(pickle.dumps(meta))
+    assert unpickled == meta and not unpickled.w0.flags.writeable
 
 
 def test_default_metadata_round_trips_and_is_consistent(tmp_path):
