@@ -176,33 +176,6 @@ def show_fit(subject: str, sequence: str, frame: int, camera: str, work: Path, o
 # --- H3WB (pipeline/stages/h3wb.py) ---
 
 
-@main.command("h3wb")
-@click.option("--out", "work", required=True, type=click.Path(file_okay=False),
-              help="Work directory (reads extract/, fit/, images/; writes h3wb/).")
-@click.option("--train", default="S1,S5,S6,S7", show_default=True, help="Training subjects (empty: none).")
-@click.option("--test", default="S8", show_default=True, help="Test subjects (empty: none).")
-@click.option("--max-fit-error-mm", type=float, default=50.0, show_default=True,
-              help="Leave out frames whose fit MPJPE exceeds this.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the I2D masks.")
-@click.option("--body-model", default="synthetic", show_default=True,
-              help="SMPL-X file or folder, or 'synthetic'.")
-@selection_options
-@user_errors
-def h3wb_command(work, train, test, max_fit_error_mm, seed, body_model, **kwargs):
-    """Build H3WB-style whole-body splits (2D→3D, I2D→3D, RGB→3D) from the SMPL-X fits."""
-    from pathlib import Path
-
-    from pipeline.stages.h3wb import H3WBConfig, build_h3wb
-
-    config = H3WBConfig(selection=build_selection_from(kwargs), train=train, test=test,
-                        max_fit_error_mm=max_fit_error_mm, seed=seed, body_model=body_model)
-    manifest = build_h3wb(Path(work), config)
-    for split, counts in manifest["counts"].items():
-        click.echo(f"{split}: {counts['poses']} poses, {counts['samples']} samples, "
-                   f"{counts['excluded_fit_error']} frames over {max_fit_error_mm} mm left out")
-    click.echo(f"wrote {Path(work) / 'h3wb'}")
-
-
 @main.command("h3wb-eval")
 @click.option("--pred", required=True, type=click.Path(dir_okay=False),
               help="Predictions in H3WB JSON (keypoints_3d per id).")
@@ -218,12 +191,11 @@ def h3wb_eval_command(pred, gt, json_out):
     from pipeline.h3wb import evaluate_files, format_metrics_table
     from pipeline.store import atomic_write_json
 
-    pred, gt = Path(pred), Path(gt)
-
-    result = evaluate_files(pred, gt)
+    result = evaluate_files(Path(pred), Path(gt))
     click.echo(format_metrics_table(result))
     if json_out is not None:
         atomic_write_json(json_out, result)
+
 
 # --- NVF trainer (nvf/) ---
 
