@@ -533,3 +533,43 @@ def test_cli_h3wb_eval(built, tmp_path):
     result = CliRunner().invoke(main, ["h3wb-eval", "--pred", str(tmp_path / "bad.json"), "--gt", str(gt)])
     assert result.exit_code == 1 and "bad.json" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_cli_h3wb_stage_with_smplx(tmp_path):
+    """``h36m-nvf h3wb`` through the runner with the synthetic SMPL-X model; keypoints checked
+    against smplx's own joints picked by name."""
+    bodymodel = pytest.importorskip("fitting.bodymodel")
+    import torch
+    from smplx.joint_names import JOINT_NAMES
+
+    from cli import main
+
+    work = make_work(tmp_path / "work")
+    args = ["h3wb", "--out", str(work), "--train", "S1", "--test", "S8", "--seed", "3",
+            "--workers", "1", "--no-progress", "--body-model", "synthetic", "--stride", "2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    manifest = _load(work, "manifest.json")
+    assert set(manifest["splits"]) == {"train", "test"}
+    rows = manifest["splits"]["train"]["provenance"]["rows"]
+    assert sorted({r[4] for r in rows if r[2] == "Eating_2"}) == [0, 20, 40]
+
+    data = _load(work, "RGBto3D_train.json")
+    cams = _cameras_by_sample(work, manifest, "train")
+    model = bodymodel.load_body_model(bodymodel.resolve_body_model("synthetic", work),
+                                      dtype=torch.float64, use_face_contour=True)
+    for sample_id in ("0", "7"):
+        cam, row = cams[sample_id]
+        fit = np.load(work / "fit" / row[1] / f"{row[2]}.npz")
+        t = int(np.flatnonzero(fit["frame_index"] == row[4])[0])
+        kwargs = {k: torch.tensor(fit[k][t : t + 1], dtype=torch.float64)
+                  for k in ("global_orient", "body_pose", "transl", "left_hand_pose", "right_hand_pose",
+                            "jaw_pose", "leye_pose", "reye_pose", "expression")}
+        with torch.no_grad():
+            joints = model(betas=torch.tensor(fit["betas"][None], dtype=torch.float64), **kwargs).joints[0].numpy()
+        assert joints.shape == (144, 3)
+        got = data[sample_id]["keypoints_3d"]
+        for coco, smplx_name in ((0, "nose"), (9, "left_wrist"), (91, "left_wrist"),
+                                 (112, "right_wrist"), (20, "right_big_toe"), (132, "right_pinky")):
+            expect = np.array(cam["R"]) @ joints[JOINT_NAMES.index(smplx_name)] * 1000
+            assert np.allclose([got[str(coco)][a] for a in "xyz"], expect, atol=0.05), (coco, smplx_name)

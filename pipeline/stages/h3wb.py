@@ -243,7 +243,9 @@ def smplx_joints_fn(body_model: str, work, device: str = "cpu") -> JointsFn:
     import torch
     from fitting.bodymodel import load_body_model, resolve_body_model
 
-    model = load_body_model(resolve_body_model(body_model, work.root), device=device)
+    # batch_size 1: smplx expands its landmark tensors from the model's batch size to any input's
+    model = load_body_model(resolve_body_model(body_model, work.root), device=device,
+                            use_face_contour=True)
 
     def joints(params: dict) -> np.ndarray:
         kwargs = {k: torch.as_tensor(np.ascontiguousarray(v), dtype=torch.float32, device=device)
@@ -430,7 +432,11 @@ def _work(work):
 
 
 def plan(config: H3WBConfig, work) -> list:
-    """One unit per split; inputs: every sequence.json and fit npz of the split's subjects."""
+    """One unit per split; inputs: every sequence.json and fit npz of the split's subjects.
+
+    The extracted images are not fingerprinted (hundreds of thousands of files): after
+    re-extracting at another stride, run with ``--force``.
+    """
     from dataclasses import asdict
 
     work = _work(work)
