@@ -38,7 +38,7 @@ def run_stages(
     it runs, so it sees what the previous one wrote. ``echo(text)`` receives each stage's
     summary as soon as it is known.
     """
-    from pipeline.runner import open_client, run_stage
+    from pipeline.runner import LazyClient, run_stage
     from pipeline.stages import get_stage
 
     stages = [get_stage(n) for n in names]
@@ -67,7 +67,7 @@ def run_stages(
     work.root.mkdir(parents=True, exist_ok=True)
     with work.lock(wait=wait):
         clean_temp_files(work.root)
-        with open_client(scheduler, workers) as client:
+        with LazyClient(scheduler, workers) as client:  # started only if a unit must run
             for stage, config in configs():
                 report = run_stage(stage, config, work, client, force=force,
                                    keep_going=keep_going, progress=progress)

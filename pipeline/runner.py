@@ -69,32 +69,37 @@ def get_client(
     scheduler: str | None = None,
     workers: int | None = None,
     resources: Mapping[str, float] | None = None,
+    timeout: str = "10s",
 ):
     """A dask ``Client``: attached to ``scheduler`` (or $H36M_NVF_SCHEDULER) or a new LocalCluster.
 
     The local cluster has ``workers`` processes (default: one per core) with one thread each.
     ``resources`` are given to every local worker; by default, when CUDA is present, the first
     ``cuda_device_count()`` workers get ``{"GPU": 1}`` each, so GPU units (submitted with
-    ``resources={"GPU": 1}``) run one per device. Closing the client closes a local cluster.
-    Raises ConnectionError when the scheduler cannot be reached.
+    ``resources={"GPU": 1}``) run one per device. A local cluster is kept as
+    ``client._h36m_nvf_cluster``: ``open_client`` closes it with the client.
+    Raises ConnectionError when the scheduler cannot be reached within ``timeout``.
     """
     from distributed import Client
 
     scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
     if scheduler:
         try:
-            return Client(scheduler, timeout="10s")
+            return Client(scheduler, timeout=timeout)
         except (OSError, TimeoutError) as e:
             raise ConnectionError(f"cannot reach the dask scheduler at {scheduler} ({e})") from e
-    n = workers or local_core_count()
-    client = Client(
-        n_workers=n,
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=workers or local_core_count(),
         threads_per_worker=1,
         processes=True,
         dashboard_address=None,
         silence_logs=logging.ERROR,
         resources=dict(resources) if resources else None,
     )
+    client = Client(cluster)
+    client._h36m_nvf_cluster = cluster  # closed with the client by open_client
     if resources is None:
         gpus = cuda_device_count()
         if gpus:
@@ -107,6 +112,14 @@ async def _give_gpu(dask_worker) -> None:
     await dask_worker.set_resources(GPU=1)
 
 
+def close_client(client) -> None:
+    """Close a client from ``get_client`` and, for a local one, its cluster."""
+    cluster = getattr(client, "_h36m_nvf_cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
 @contextlib.contextmanager
 def open_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
     """``get_client`` as a context manager that closes it (and a local cluster) on exit."""
@@ -114,7 +127,31 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
     try:
         yield client
     finally:
-        client.close()
+        close_client(client)
+
+
+class LazyClient:
+    """A client factory for ``run_stage``: connects (or starts a cluster) on first call only."""
+
+    def __init__(self, scheduler: str | None = None, workers: int | None = None) -> None:
+        self.scheduler, self.workers = scheduler, workers
+        self.client = None
+
+    def __call__(self):
+        if self.client is None:
+            self.client = get_client(self.scheduler, self.workers)
+        return self.client
+
+    def close(self) -> None:
+        if self.client is not None:
+            close_client(self.client)
+            self.client = None
+
+    def __enter__(self) -> LazyClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 # --------------------------------------------------------------------------- reports
@@ -267,7 +304,8 @@ def run_stage(
 ) -> StageReport:
     """Plan ``stage``, skip up-to-date units, run the others on ``client``, report.
 
-    ``client`` may be None with ``dry_run``. ``keep_going`` only changes the caller's exit
+    ``client`` is a dask Client or a zero-argument factory of one, called only when some
+    unit has to run (an up-to-date stage starts no cluster); None is fine with ``dry_run``. ``keep_going`` only changes the caller's exit
     code (failing units never stop the others); it is accepted here for symmetry and recorded
     in run.json. The caller holds the work dir's lock.
     """
@@ -293,8 +331,11 @@ def run_stage(
     if dry_run:
         report.seconds = time.perf_counter() - t0
         return report
-    if client is None:
-        raise ValueError("run_stage needs a dask client unless dry_run")
+    if todo:
+        if client is None:
+            raise ValueError("run_stage needs a dask client unless dry_run")
+        if not hasattr(client, "submit"):  # a factory: start the cluster only when needed
+            client = client()
 
     _run_units(stage, config, work, client, todo, outcomes, progress=progress, retries=retries,
                skipped=len(units) - len(todo))
@@ -309,6 +350,8 @@ def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries
     from distributed import as_completed
     from tqdm import tqdm
 
+    if not todo:
+        return
     offers = _available_resources(client) if any(u.resources for u, *_ in todo) else []
     futures = {}
     for unit, _status, chash, inputs in todo:
@@ -341,7 +384,7 @@ def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries
             else:
                 o.result, o.reason = "failed", result["reason"]
                 failed += 1
-                log.warning("%s %s failed: %s", stage.name, key, o.reason)
+                log.info("%s %s failed: %s", stage.name, key, o.reason)
             bar.set_postfix(failed=failed, refresh=False)
             bar.update(1)
     except BaseException:
