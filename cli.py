@@ -85,6 +85,36 @@ def main(verbose: int) -> None:
 
 # --- body model (fitting/synthetic_model.py) ---
 
+@main.group("body-model")
+def body_model() -> None:
+    """Make or check SMPL-X body-model files."""
+
+
+@body_model.command("synthetic")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the higher shape/expression directions (geometry is fixed).")
+@user_errors
+def body_model_synthetic(out_dir: Path, seed: int) -> None:
+    """Write the synthetic SMPL-X-format model OUT_DIR/SMPLX_NEUTRAL.npz; print path and sha256."""
+    from fitting.bodymodel import model_sha256
+    from fitting.synthetic_model import write_synthetic_model
+
+    path = write_synthetic_model(out_dir, seed=seed)
+    click.echo(f"{path}  sha256={model_sha256(path)}")
+
+
+@body_model.command("check")
+@click.argument("model", type=click.Path(path_type=Path))
+@user_errors
+def body_model_check(model: Path) -> None:
+    """Validate an SMPL-X model file (or a folder holding one); print its path and sha256."""
+    from fitting.bodymodel import model_sha256, resolve_body_model
+
+    path = resolve_body_model(model, None)
+    click.echo(f"{path}  sha256={model_sha256(path)}")
+
+
 # --- synthetic release and inspection (pipeline/synthetic.py, pipeline/h36m.py) ---
 
 

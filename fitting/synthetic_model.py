@@ -39,7 +39,6 @@ written with fixed timestamps, so the same seed gives a byte-identical file.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import zipfile
@@ -1025,10 +1024,3 @@ def write_synthetic_model(out_dir: str | Path, seed: int = 0) -> Path:
     write_npz_deterministic(path, build_model_arrays(seed))
     return path
 
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
