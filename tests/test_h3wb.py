@@ -535,6 +535,7 @@ def test_cli_h3wb_eval(built, tmp_path):
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_cli_h3wb_stage_with_smplx(tmp_path):
     """``h36m-nvf h3wb`` through the runner with the synthetic SMPL-X model; keypoints checked
     against smplx's own joints picked by name."""

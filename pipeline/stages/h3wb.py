@@ -238,14 +238,14 @@ def _joints_of_rows(fit: dict, rows: np.ndarray, joints_fn: JointsFn, batch_size
     return np.concatenate(out)
 
 
-def smplx_joints_fn(body_model: str, work, device: str = "cpu") -> JointsFn:
-    """The 144 smplx output joints of fit parameters, with the configured body model."""
+def smplx_joints_fn(model_path: Path, device: str = "cpu") -> JointsFn:
+    """The 144 smplx output joints of fit parameters, with the SMPL-X file ``model_path``."""
     import torch
-    from fitting.bodymodel import load_body_model, resolve_body_model
+
+    from fitting.bodymodel import load_body_model
 
     # batch_size 1: smplx expands its landmark tensors from the model's batch size to any input's
-    model = load_body_model(resolve_body_model(body_model, work.root), device=device,
-                            use_face_contour=True)
+    model = load_body_model(model_path, device=device, use_face_contour=True)
 
     def joints(params: dict) -> np.ndarray:
         kwargs = {k: torch.as_tensor(np.ascontiguousarray(v), dtype=torch.float32, device=device)
@@ -431,18 +431,25 @@ def _work(work):
     return work if isinstance(work, WorkDir) else WorkDir(Path(work))
 
 
-def plan(config: H3WBConfig, work) -> list:
-    """One unit per split; inputs: every sequence.json and fit npz of the split's subjects.
+def plan(config: H3WBConfig, work, *, with_body_model: bool = True) -> list:
+    """One unit per split; inputs: the body model file and every sequence.json and fit npz of
+    the split's subjects.
 
-    The extracted images are not fingerprinted (hundreds of thousands of files): after
-    re-extracting at another stride, run with ``--force``.
+    The body model is resolved here, once (the synthetic one is written into WORK/bodymodel),
+    so the split units do not race to generate it. The extracted images are not
+    fingerprinted (hundreds of thousands of files): after re-extracting, run with ``--force``.
     """
     from dataclasses import asdict
 
     work = _work(work)
+    model_path = None
+    if with_body_model:
+        from fitting.bodymodel import resolve_body_model
+
+        model_path = resolve_body_model(config.body_model, work.root)
     units = []
     for split, subjects in split_subjects(config).items():
-        inputs = {}
+        inputs = {"body_model": model_path} if model_path else {}
         for subject in subjects:
             for sequence in sequences_of(work, subject, config.selection):
                 inputs[f"{subject}/{sequence}/sequence"] = work.sequence_json(subject, sequence)
@@ -453,7 +460,8 @@ def plan(config: H3WBConfig, work) -> list:
         params["selection"] = config.selection.to_json()
         units.append(Unit(key=split, outputs=tuple(work.h3wb_dir / n for n in SPLIT_FILES[split]),
                           inputs=inputs, params={**params, "split": split, "subjects": list(subjects)},
-                          payload={"work": str(work.root), "split": split, "subjects": subjects}))
+                          payload={"work": str(work.root), "split": split, "subjects": subjects,
+                                   "body_model": str(model_path) if model_path else None}))
     return units
 
 
@@ -465,7 +473,7 @@ def run_unit(unit, config: H3WBConfig, joints_fn: JointsFn | None = None) -> dic
     work = _work(unit.payload["work"])
     split, subjects = unit.payload["split"], tuple(unit.payload["subjects"])
     if joints_fn is None:
-        joints_fn = smplx_joints_fn(config.body_model, work)
+        joints_fn = smplx_joints_fn(Path(unit.payload["body_model"]))
     poses, sequences = collect_poses(work, subjects, config, joints_fn)
     if not poses:
         raise DataError(f"{work.root}: no usable pose for the {split} split "
@@ -529,11 +537,11 @@ def update_manifest(h3wb_dir: Path, split: str, manifest: dict) -> dict:
 def build_h3wb(work, config: H3WBConfig, joints_fn: JointsFn | None = None) -> dict:
     """Build every split in this process (no dask, no done-records); return ``manifest.json``."""
     work = _work(work)
-    units = plan(config, work)
+    units = plan(config, work, with_body_model=joints_fn is None)
     if not units:
         raise DataError("h3wb: no train or test subjects given")
     if joints_fn is None:
-        joints_fn = smplx_joints_fn(config.body_model, work)
+        joints_fn = smplx_joints_fn(Path(units[0].payload["body_model"]))
     for unit in units:
         run_unit(unit, config, joints_fn)
     return json.loads((work.h3wb_dir / "manifest.json").read_text())
