@@ -131,6 +131,44 @@ def inspect(root: Path, no_count: bool, **kwargs) -> None:
     release = read_release(root, selection, count_frames=not no_count)
     click.echo(format_release_table(release))
 
+
+@main.command("demo-data")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--subjects", default="S1,S8,S9", show_default=True, help="Comma-separated subjects.")
+@click.option("--sequences", default="Walking-1,Eating-1", show_default=True,
+              help="Comma-separated ACTION-SUBACTION (e.g. Walking-1, WalkDog-2 or 14-1).")
+@click.option("--frames", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Frames per sequence (50 fps).")
+@click.option("--scale", type=float, default=None,
+              help="Image scale against the real cameras (default: the library's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
+@click.option("--marker-noise-mm", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Gaussian noise added to the written mocap (mm).")
+@click.option("--model-seed", type=int, default=0, show_default=True,
+              help="Seed of the synthetic body model.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Rendering processes (0: one per CPU core).")
+@click.option("--model-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Work dir whose bodymodel/ keeps the generated body model (e.g. the "
+                   "pipeline's --out); default: a temporary folder.")
+@user_errors
+def demo_data(out: Path, subjects: str, sequences: str, scale: float | None, **kwargs) -> None:
+    """Write a synthetic Human3.6M release with known ground truth into OUT."""
+    from pipeline.synthetic import (
+        SyntheticReleaseConfig,
+        parse_sequence_key,
+        write_synthetic_release,
+    )
+
+    config = SyntheticReleaseConfig(
+        subjects=tuple(s.strip() for s in subjects.split(",") if s.strip()),
+        sequences=tuple(parse_sequence_key(s) for s in sequences.split(",") if s.strip()),
+        **({} if scale is None else {"scale": scale}),
+        **kwargs,
+    )
+    write_synthetic_release(out, config)
+    click.echo(f"synthetic release written to {out}")
+
 # --- stages and orchestration (pipeline/runner.py, pipeline/stages/extract.py) ---
 
 
@@ -374,6 +412,93 @@ def h3wb_eval_command(pred, gt, json_out):
 
 
 # --- NVF trainer (nvf/) ---
+
+
+def _nvf_errors(fn):
+    """The trainer's own user errors (bad config, missing run) as one-line click errors."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from nvf.errors import NVFError
+
+        try:
+            return fn(*args, **kwargs)
+        except NVFError as e:
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            raise click.ClickException(str(e)) from e
+
+    return wrapper
+
+
+@main.command()
+@click.option("--shards", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Training split folder, e.g. WORK/shards/train.")
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder (config.json, checkpoint.pt, metrics.csv, loss_curve.png).")
+@click.option("--preset", type=click.Choice(["tiny", "full"]), default=None,
+              help="Model size preset (default tiny; on --resume the stored config).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON file overriding TrainConfig fields (nvf/config.py).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Total epochs (on --resume: train up to this).")
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate.")
+@click.option("--points", type=click.IntRange(min=1), help="Stored points drawn per sample and step.")
+@click.option("--workers", type=click.IntRange(min=0), help="DataLoader worker processes.")
+@click.option("--seed", type=int)
+@click.option("--device", help="cpu, cuda, cuda:N or auto.")
+@click.option("--resume", is_flag=True, help="Continue RUN from its checkpoint.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@user_errors
+@_nvf_errors
+def train(shards, run_dir, preset, config_file, epochs, batch_size, lr, points, workers, seed, device,
+          resume, progress) -> None:
+    """Train the NVF network on a shard split."""
+    from nvf.config import apply_overrides, load_config, preset_config
+    from nvf.train import CONFIG, load_run_config
+    from nvf.train import train as run_training
+
+    if resume and (run_dir / CONFIG).is_file():
+        if preset:
+            raise click.UsageError("--preset cannot change the network of a resumed run")
+        config = load_run_config(run_dir)
+    else:
+        config = preset_config(preset or "tiny")
+    if config_file is not None:
+        config = load_config(config_file, base=config)
+    options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "points": points,
+               "num_workers": workers, "seed": seed, "device": device}
+    config = apply_overrides(config, {k: v for k, v in options.items() if v is not None}, "options")
+    result = run_training(shards, run_dir, config, resume=resume, progress=progress)
+    last = result["last"]
+    click.echo(f"{run_dir}: {result['epochs']} epochs, {result['steps']} steps, loss {last['loss']:.4f}, "
+               f"{last['samples_per_s']:.1f} samples/s")
+
+
+@main.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder written by `train`.")
+@click.option("--shards", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Split folder to evaluate on, e.g. WORK/shards/test.")
+@click.option("--query", type=click.Choice(["stored", "grid"]), default="stored", show_default=True,
+              help="Query points: the shard's stored points or a grid in the crop frustum.")
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--device", help="cpu, cuda, cuda:N or auto (default auto).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@user_errors
+@_nvf_errors
+def evaluate(run_dir, shards, query, batch_size, device, progress) -> None:
+    """MPJPE and PA-MPJPE (mm, root-relative) per action and joint; writes RUN/eval_<split>.json."""
+    from nvf.metrics import format_table
+    from nvf.train import evaluate as run_evaluation
+
+    report = run_evaluation(run_dir, shards, device=device, batch_size=batch_size, query=query,
+                            progress=progress)
+    click.echo(format_table(report))
+    if "sdf_l1_near_mm" in report:
+        click.echo(f"SDF L1 near the surface: {report['sdf_l1_near_mm']:.1f} mm")
+    click.echo(f"written {run_dir / ('eval_' + shards.name + '.json')}")
+
 
 # --- demo and spot-check ---
 

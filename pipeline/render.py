@@ -25,18 +25,51 @@ AMBIENT = 0.35
 
 
 @njit(cache=True, nogil=True)
-def _rasterize(uv, depth, faces, colors, image, zbuf):  # pragma: no cover - numba
-    """Draw triangles into image (H, W, 3) float32 with the depth buffer zbuf (H, W).
+def _vertex_shade(points_cam, faces, albedo, light, ambient):  # pragma: no cover - numba
+    """(V, 3) colours: albedo × (ambient + (1 - ambient) · max(0, n · light)).
+
+    Vertex normals are area-weighted sums of the face normals (outward for faces wound
+    counter-clockwise seen from outside), in camera coordinates like ``light``.
+    """
+    V = points_cam.shape[0]
+    normals = np.zeros((V, 3))
+    for f in range(faces.shape[0]):
+        a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
+        e1 = points_cam[b] - points_cam[a]
+        e2 = points_cam[c] - points_cam[a]
+        n0 = e1[1] * e2[2] - e1[2] * e2[1]
+        n1 = e1[2] * e2[0] - e1[0] * e2[2]
+        n2 = e1[0] * e2[1] - e1[1] * e2[0]
+        for v in (a, b, c):
+            normals[v, 0] += n0
+            normals[v, 1] += n1
+            normals[v, 2] += n2
+    colors = np.empty((V, 3))
+    for v in range(V):
+        length = np.sqrt(normals[v, 0] ** 2 + normals[v, 1] ** 2 + normals[v, 2] ** 2)
+        lambert = 0.0
+        if length > 0.0:
+            lambert = (normals[v, 0] * light[0] + normals[v, 1] * light[1]
+                       + normals[v, 2] * light[2]) / length
+        shade = ambient + (1.0 - ambient) * max(lambert, 0.0)
+        for k in range(3):
+            colors[v, k] = albedo[v, k] * shade
+    return colors
+
+
+@njit(cache=True, nogil=True)
+def _rasterize(uv, depth, faces, colors, image, zbuf, near):  # pragma: no cover - numba
+    """Draw triangles into image (H, W, 3) uint8 with the depth buffer zbuf (H, W).
 
     uv (V, 2) pixels, depth (V,) metres along the optical axis, faces (F, 3) int,
     colors (V, 3) float in [0, 255]. Pixel centres at integers; colours and depth are
-    interpolated linearly in screen space.
+    interpolated linearly in screen space (triangles are a few pixels wide).
     """
     H, W = zbuf.shape
     for f in range(faces.shape[0]):
         a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
         za, zb, zc = depth[a], depth[b], depth[c]
-        if za < 0.05 or zb < 0.05 or zc < 0.05:
+        if za < near or zb < near or zc < near:
             continue
         xa, ya = uv[a, 0], uv[a, 1]
         xb, yb = uv[b, 0], uv[b, 1]
@@ -60,18 +93,8 @@ def _rasterize(uv, depth, faces, colors, image, zbuf):  # pragma: no cover - num
                 if d < zbuf[y, x]:
                     zbuf[y, x] = d
                     for k in range(3):
-                        image[y, x, k] = w0 * colors[a, k] + w1 * colors[b, k] + w2 * colors[c, k]
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals: vertices (V, 3), faces (F, 3) → (V, 3)."""
-    tri = vertices[faces]
-    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], face_n)
-    length = np.linalg.norm(normals, axis=-1, keepdims=True)
-    return normals / np.maximum(length, 1e-12)
+                        value = w0 * colors[a, k] + w1 * colors[b, k] + w2 * colors[c, k]
+                        image[y, x, k] = min(max(int(value + 0.5), 0), 255)
 
 
 def background(camera: Camera, color_bgr) -> np.ndarray:
@@ -90,13 +113,10 @@ def render_mesh(vertices_world: np.ndarray, faces: np.ndarray, albedo_bgr: np.nd
     """
     cam = cam_from_world(np.asarray(vertices_world, dtype=np.float64), camera.R, camera.t)
     uv = project_h36m(cam, camera.K, camera.dist)
-    normals = vertex_normals(cam, faces)
-    # Faces wind counter-clockwise seen from outside, so normals point out; light both sides
-    # weakly so that a glimpse of the inside (mouth, clipped triangles) is not black.
-    lambert = np.clip(normals @ LIGHT_CAM, 0.0, 1.0)
-    shade = AMBIENT + (1.0 - AMBIENT) * lambert
-    colors = np.asarray(albedo_bgr, dtype=np.float64) * shade[:, None]
-    image = backdrop.astype(np.float32)
+    faces = np.ascontiguousarray(faces, dtype=np.int64)
+    light = LIGHT_CAM / np.linalg.norm(LIGHT_CAM)
+    colors = _vertex_shade(cam, faces, np.asarray(albedo_bgr, dtype=np.float64), light, AMBIENT)
+    image = np.array(backdrop, dtype=np.uint8, copy=True)
     zbuf = np.full(image.shape[:2], np.inf, dtype=np.float64)
-    _rasterize(uv, cam[:, 2], np.ascontiguousarray(faces, dtype=np.int64), colors, image, zbuf)
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    _rasterize(uv, np.ascontiguousarray(cam[:, 2]), faces, colors, image, zbuf, NEAR_M)
+    return image

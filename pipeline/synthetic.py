@@ -1,0 +1,477 @@
+"""A synthetic Human3.6M release with known ground truth (the project's embedded demo data).
+
+People — the synthetic SMPL-X-format body model with one shape per subject — move with
+procedural motion (:mod:`pipeline.motion`) in the Human3.6M world (z up, floor z = 0) and
+are rendered (:mod:`pipeline.render`) into the four real cameras of each subject (real
+extrinsics, intrinsics and lens distortion from the embedded metadata; ``scale`` shrinks
+images and intrinsics together). The release has the real layout and naming::
+
+    OUT/metadata.xml
+    OUT/S1/Videos/<basename>.<camera>.mp4                          50 fps, mp4v
+    OUT/S1/MyPoseFeatures/D3_Positions/<basename>.cdf              Pose (1, T, 96) world mm
+    OUT/S1/MyPoseFeatures/D3_Positions_mono/<basename>.<camera>.cdf  (1, T, 96) camera mm
+    OUT/S1/MyPoseFeatures/D2_Positions/<basename>.<camera>.cdf       (1, T, 64) pixels
+    OUT/groundtruth/S1/<basename>.npz      true SMPL-X params per frame + noise-free mocap
+    OUT/groundtruth/model.json             the body model's seed and sha256
+
+The mocap is the 32-joint Human3.6M skeleton derived from the posed body through
+:func:`fitting.correspondence.h36m32_from_smplx`, so a perfect fit reproduces it exactly
+(up to ``marker_noise_mm``, which is added to the written mocap only). The body model is
+not part of the release: the pipeline regenerates it from the recorded seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.cameras import (
+    MM_PER_M,
+    W0_INTRINSICS_OFFSET,
+    Camera,
+    cam_from_world,
+    project_h36m,
+    w0_from_cameras,
+)
+from pipeline.errors import DataError
+from pipeline.metadata import Metadata, default_metadata, write_metadata
+from pipeline.quirks import canonical_action
+from sampling.rng import rng_for
+
+FPS = 50
+"""Frame rate of the videos and the mocap (Human3.6M's videos run at 50 fps)."""
+
+MOCAP_RATE_FACTOR = 4
+"""metadata.xml's 5th frame count is the 200 Hz mocap count: 4 × the 50 fps frames."""
+
+NUM_BETAS = 10
+NUM_EXPRESSION = 10
+
+VIDEO_FOURCC = "mp4v"
+
+SequenceKey = tuple[int, int]
+"""(action id, subaction) as in metadata.xml's mapping table, e.g. (14, 1) = Walking 1."""
+
+
+@dataclass(frozen=True)
+class VideoQuirk:
+    """A defect injected into one video, like the real release's (for tests)."""
+
+    subject: str
+    """Subject id, e.g. "S5"."""
+    sequence: SequenceKey
+    """(action id, subaction) of the sequence."""
+    camera: str
+    """Camera id, e.g. "54138969"."""
+    drop_last: int = 0
+    """Frames missing at the end of this video (S5 "Waiting 2": 4857/4866/4866/4857)."""
+    corrupt: bool = False
+    """Truncate the file to a quarter of its bytes so no decoder can open it (S11 Directions)."""
+
+
+@dataclass(frozen=True)
+class SyntheticReleaseConfig:
+    """What :func:`write_synthetic_release` generates."""
+
+    subjects: tuple[str, ...] = ("S1", "S8", "S9")
+    """Subjects to generate (S1..S11). The default gives protocol 1 (test S9) and H3WB
+    (test S8) both train and test data."""
+    sequences: tuple[SequenceKey, ...] = ((14, 1), (4, 1))
+    """(action id, subaction) pairs generated for every subject; basenames come from the
+    real mapping table (S1's (4, 1) is "Eating 2", S1's (15, 1) is "WalkingDog 1")."""
+    frames: int = 100
+    """Mocap frames per sequence (50 fps)."""
+    scale: float = 0.8
+    """Image scale against the real 1000 × 1002 / 1000 × 1000 cameras (intrinsics follow via
+    Camera.scaled). The scaled sizes must be even (mp4 drops an odd last row/column): 1, 0.8,
+    0.2 and 0.1 work for every camera, 0.5 does not (1002 × 0.5 = 501)."""
+    seed: int = 0
+    """Seed of every random draw (shapes, motion, colours, marker noise)."""
+    marker_noise_mm: float = 0.0
+    """Standard deviation of Gaussian noise added to the written mocap (mm, per coordinate);
+    the ground-truth params and ground-truth joints stay noise-free."""
+    model_seed: int = 0
+    """Seed of the synthetic body model (fitting.synthetic_model)."""
+    model_cache: Path | None = None
+    """A work directory whose ``bodymodel/SMPLX_NEUTRAL.npz`` holds (or receives) the body
+    model — where the pipeline's ``--body-model synthetic`` looks, so passing the pipeline's
+    work dir generates the model once. None: a temporary folder. Never inside the release."""
+    video_quirks: tuple[VideoQuirk, ...] = ()
+    """Injected video defects (short videos, corrupt files)."""
+    workers: int = 0
+    """Processes rendering videos in parallel (0: one per CPU core; 1: in this process)."""
+
+
+# --- sequence keys ----------------------------------------------------------------------------
+
+
+def parse_sequence_key(text: str, metadata: Metadata | None = None) -> SequenceKey:
+    """"14-1", "Walking-1" or "WalkingDog-2" → (action id, subaction)."""
+    metadata = metadata or default_metadata()
+    name, sep, sub = text.strip().rpartition("-")
+    if not sep or not sub.isdigit():
+        raise DataError(f"sequence {text!r}: expected ACTION-SUBACTION, e.g. Walking-1 or 14-1")
+    if name.isdigit():
+        action = int(name)
+    else:
+        ids = {canonical_action(n): i for i, n in metadata.action_names.items()}
+        action = ids.get(canonical_action(name), -1)
+    key = (action, int(sub))
+    if key not in metadata.mapping:
+        raise DataError(f"sequence {text!r}: no such (action, subaction) in the mapping table")
+    return key
+
+
+# --- body -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Body:
+    """The loaded body model and per-model constants."""
+
+    model: object
+    faces: np.ndarray
+    part: np.ndarray  # (V,) index of the joint with the largest skinning weight
+    model_path: Path
+
+
+def _load_body(work_dir: Path, model_seed: int, frames: int) -> _Body:
+    import torch
+
+    from fitting.bodymodel import load_body_model, resolve_body_model
+
+    # Generating the model takes tens of seconds: resolve_body_model reuses a matching one.
+    path = resolve_body_model("synthetic", work_dir, seed=model_seed)
+    model = load_body_model(path, device="cpu", dtype=torch.float64, batch_size=frames,
+                            num_betas=NUM_BETAS, num_expression_coeffs=NUM_EXPRESSION,
+                            use_face_contour=True, flat_hand_mean=False)
+    faces = np.asarray(model.faces, dtype=np.int64)
+    part = model.lbs_weights.detach().cpu().numpy().argmax(axis=1)
+    return _Body(model, faces, part, Path(path))
+
+
+def _forward(body: _Body, params: dict[str, np.ndarray]):
+    """smplx forward of params (T, ...) → (vertices (T, V, 3), joints55 (T, 55, 3)) float64."""
+    import torch
+
+    T = params["transl"].shape[0]
+    kwargs = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in params.items()}
+    kwargs["betas"] = kwargs["betas"].expand(T, -1)
+    with torch.no_grad():
+        out = body.model(**kwargs, return_verts=True)
+    return out.vertices.numpy(), out.joints[:, :55].numpy()
+
+
+def _mocap_from_body(vertices: np.ndarray, joints55: np.ndarray) -> np.ndarray:
+    """(T, 32, 3) Human3.6M joints from the posed body, metres, world."""
+    import torch
+
+    from fitting.correspondence import correspondence_vertex_ids, h36m32_from_smplx
+
+    landmarks = vertices[:, correspondence_vertex_ids()]
+    return h36m32_from_smplx(torch.from_numpy(joints55), torch.from_numpy(landmarks)).numpy()
+
+
+def _subject_betas(seed: int, subject: str) -> np.ndarray:
+    return np.clip(rng_for(seed, "betas", subject).normal(0.0, 0.8, NUM_BETAS), -2.0, 2.0)
+
+
+# Clothing regions by the joint that skins a vertex most (smplx55 indices).
+_SKIN_JOINTS = (12, 15, 18, 19, 20, 21, 22, 23, 24, *range(25, 55))
+_SHOE_JOINTS = (7, 8, 10, 11)
+_TROUSER_JOINTS = (0, 1, 2, 4, 5)
+_PALETTE_SHIRT = ((60, 60, 170), (150, 90, 40), (60, 140, 60), (40, 150, 200), (130, 60, 120))
+_PALETTE_TROUSERS = ((70, 50, 40), (40, 40, 40), (110, 110, 120), (90, 70, 50))
+_PALETTE_SKIN = ((120, 160, 215), (90, 130, 190), (60, 95, 150), (140, 175, 225))
+
+
+def _subject_albedo(part: np.ndarray, seed: int, subject: str) -> np.ndarray:
+    """(V, 3) BGR colours of a subject's clothes and skin, by body part."""
+    rng = rng_for(seed, "colours", subject)
+    pick = lambda palette: np.array(palette[rng.integers(len(palette))], dtype=np.float64)  # noqa: E731
+    shirt, trousers, skin = pick(_PALETTE_SHIRT), pick(_PALETTE_TROUSERS), pick(_PALETTE_SKIN)
+    albedo = np.tile(shirt, (len(part), 1))
+    albedo[np.isin(part, _TROUSER_JOINTS)] = trousers
+    albedo[np.isin(part, _SHOE_JOINTS)] = (30, 30, 30)
+    albedo[np.isin(part, _SKIN_JOINTS)] = skin
+    return albedo
+
+
+# --- per sequence -----------------------------------------------------------------------------
+
+
+def _sequence_params(body: _Body, betas: np.ndarray, action: str, frames: int, seed: int,
+                     subject: str, basename: str) -> dict[str, np.ndarray]:
+    """The true SMPL-X params (smplx forward kwargs) of one sequence, world frame, metres."""
+    from pipeline.motion import BodyDims, make_motion
+
+    zeros = lambda n: np.zeros((frames, n))  # noqa: E731
+    rest = {"betas": betas, "global_orient": zeros(3), "body_pose": zeros(63),
+            "transl": zeros(3), "left_hand_pose": zeros(45), "right_hand_pose": zeros(45),
+            "jaw_pose": zeros(3), "leye_pose": zeros(3), "reye_pose": zeros(3),
+            "expression": zeros(NUM_EXPRESSION)}  # T copies: smplx wants the model's batch size
+    rest_vertices, rest_joints = _forward(body, rest)
+    dims = BodyDims.from_rest(rest_joints[0], rest_vertices[0])
+    motion = make_motion(action, frames, FPS, dims, rng_for(seed, "motion", subject, basename))
+    # smplx rotates about the rest pelvis J0 and then adds transl: pelvis = J0 + transl.
+    transl = motion.pelvis - rest_joints[0, 0]
+    return {
+        "betas": betas.copy(), "global_orient": motion.global_orient,
+        "body_pose": motion.body_pose, "transl": transl,
+        "left_hand_pose": zeros(45), "right_hand_pose": zeros(45), "jaw_pose": zeros(3),
+        "leye_pose": zeros(3), "reye_pose": zeros(3), "expression": zeros(NUM_EXPRESSION),
+    }
+
+
+def _atomic_savez(path: Path, **arrays) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _gzip_without_timestamp():
+    """cdflib gzips variable records with gzip.compress, which stamps the current time into
+    the header; pin it to 0 so that the same poses give byte-identical CDFs."""
+    import gzip
+
+    import cdflib.cdfwrite as cdfwrite
+
+    original = cdfwrite.gzip_deflate
+    cdfwrite.gzip_deflate = functools.partial(gzip.compress, mtime=0)
+    try:
+        yield
+    finally:
+        cdfwrite.gzip_deflate = original
+
+
+def _write_cdf(path: Path, pose: np.ndarray) -> None:
+    from pipeline.h36m import write_pose_cdf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _gzip_without_timestamp():
+        write_pose_cdf(path, pose)
+
+
+def _write_mocap(root: Path, subject: str, basename: str, joints_world: np.ndarray,
+                 cameras: list[Camera]) -> None:
+    """D3_Positions, D3_Positions_mono and D2_Positions CDFs of one sequence."""
+    T = joints_world.shape[0]
+    features = root / subject / "MyPoseFeatures"
+    _write_cdf(features / "D3_Positions" / f"{basename}.cdf",
+               (joints_world * MM_PER_M).reshape(T, 96))
+    for cam in cameras:
+        joints_cam = cam_from_world(joints_world, cam.R, cam.t)
+        _write_cdf(features / "D3_Positions_mono" / f"{basename}.{cam.id}.cdf",
+                   (joints_cam * MM_PER_M).reshape(T, 96))
+        _write_cdf(features / "D2_Positions" / f"{basename}.{cam.id}.cdf",
+                   project_h36m(joints_cam, cam.K, cam.dist).reshape(T, 64))
+
+
+# --- videos -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _VideoJob:
+    path: Path
+    vertices: np.ndarray  # (T, V, 3) float32 world metres
+    faces: np.ndarray
+    albedo: np.ndarray
+    camera: Camera
+    backdrop_bgr: tuple[int, int, int]
+    frames: int
+    corrupt: bool
+
+
+def _render_video(job: _VideoJob) -> tuple[str, float]:
+    """Render and write one video (atomic); returns (path, seconds)."""
+    import time
+
+    import cv2
+
+    from pipeline.render import background, render_mesh
+
+    start = time.perf_counter()
+    job.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = job.path.with_name(f".{job.path.stem}.tmp.mp4")  # cv2 picks the muxer by extension
+    cam = job.camera
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), FPS,
+                             (cam.width, cam.height))
+    if not writer.isOpened():
+        raise DataError(f"{job.path}: OpenCV cannot open an {VIDEO_FOURCC} video writer")
+    backdrop = background(cam, job.backdrop_bgr)
+    try:
+        for i in range(job.frames):
+            writer.write(render_mesh(job.vertices[i], job.faces, job.albedo, cam, backdrop))
+    finally:
+        writer.release()
+    if job.corrupt:
+        data = tmp.read_bytes()
+        tmp.write_bytes(data[: len(data) // 4])
+    os.replace(tmp, job.path)
+    return str(job.path), time.perf_counter() - start
+
+
+def _backdrop_color(seed: int, camera_id: str) -> tuple[int, int, int]:
+    rng = rng_for(seed, "backdrop", camera_id)
+    base = rng.integers(150, 200)
+    return tuple(int(base + d) for d in rng.integers(-12, 13, size=3))
+
+
+def _run_jobs(jobs: list[_VideoJob], workers: int) -> list[tuple[str, float]]:
+    workers = workers or os.cpu_count() or 1
+    workers = min(workers, len(jobs))
+    if workers <= 1:
+        return [_render_video(job) for job in jobs]
+    # spawn: the parent holds torch's thread pools, which do not survive a fork reliably.
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        return list(pool.map(_render_video, jobs))
+
+
+# --- release ----------------------------------------------------------------------------------
+
+
+def release_cameras(metadata: Metadata, subject: str, scale: float) -> list[Camera]:
+    """The subject's four cameras at ``scale`` (real calibration, scaled intrinsics)."""
+    return [metadata.camera(subject, c).scaled(scale) for c in range(len(metadata.camera_ids))]
+
+
+def _check_config(config: SyntheticReleaseConfig, metadata: Metadata) -> None:
+    if config.frames < 1:
+        raise DataError(f"synthetic release: frames must be >= 1, got {config.frames}")
+    if not config.scale > 0:
+        raise DataError(f"synthetic release: scale must be positive, got {config.scale}")
+    if config.marker_noise_mm < 0:
+        raise DataError("synthetic release: marker noise must be >= 0 mm")
+    for subject in config.subjects:
+        metadata.subject_index(subject)
+        for cam in release_cameras(metadata, subject, config.scale):
+            if cam.width % 2 or cam.height % 2:
+                raise DataError(
+                    f"synthetic release: scale {config.scale} makes camera {cam.id} "
+                    f"{cam.width}x{cam.height}; mp4 needs even sizes (try 1, 0.8 or 0.2)")
+    for key in config.sequences:
+        if key not in metadata.mapping:
+            raise DataError(f"synthetic release: sequence {key} is not in the mapping table")
+    for quirk in config.video_quirks:
+        if quirk.drop_last >= config.frames:
+            raise DataError(f"synthetic release: {quirk} drops every frame")
+
+
+def _release_metadata(base: Metadata, config: SyntheticReleaseConfig) -> Metadata:
+    """The real metadata with scaled intrinsics/resolutions and this release's frame counts."""
+    cams = {(s, c): base.camera(subject, c).scaled(config.scale)
+            for s, subject in enumerate(base.subjects) for c in range(len(base.camera_ids))}
+    # Only the intrinsics change with the scale: keep the real extrinsic numbers verbatim
+    # (re-encoding rotations as angles would pick other, equivalent angle triples).
+    w0 = np.array(base.w0, dtype=np.float64)
+    w0[W0_INTRINSICS_OFFSET:] = w0_from_cameras(cams, base.w0)[W0_INTRINSICS_OFFSET:]
+    frames: dict[str, dict[SequenceKey, tuple[int, ...]]] = {}
+    for subject in config.subjects:
+        rows = {}
+        for key in config.sequences:
+            counts = [config.frames - _dropped(config, subject, key, cam) for cam in base.camera_ids]
+            rows[key] = (*counts, MOCAP_RATE_FACTOR * config.frames)
+        frames[subject] = rows
+    resolution = {s: tuple((cams[(i, c)].height, cams[(i, c)].width)
+                           for c in range(len(base.camera_ids)))
+                  for i, s in enumerate(base.subjects)}
+    return replace(base, w0=w0, resolution_hw=resolution,
+                   frames=frames)
+
+
+def _dropped(config: SyntheticReleaseConfig, subject: str, key: SequenceKey, camera: str) -> int:
+    return sum(q.drop_last for q in config.video_quirks
+               if (q.subject, tuple(q.sequence), q.camera) == (subject, tuple(key), camera))
+
+
+def _corrupt(config: SyntheticReleaseConfig, subject: str, key: SequenceKey, camera: str) -> bool:
+    return any(q.corrupt for q in config.video_quirks
+               if (q.subject, tuple(q.sequence), q.camera) == (subject, tuple(key), camera))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_synthetic_release(out: Path, config: SyntheticReleaseConfig | None = None) -> Path:
+    """Write a synthetic Human3.6M release into ``out`` (created if needed); returns ``out``.
+
+    Deterministic: the same config gives byte-identical CDFs, npz files and metadata.xml.
+    Every file is written under a temporary name and renamed into place.
+    """
+    config = config or SyntheticReleaseConfig()
+    out = Path(out)
+    base = default_metadata()
+    _check_config(config, base)
+    metadata = _release_metadata(base, config)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="h36m-nvf-model-") as tmp_model:
+        work_dir = Path(config.model_cache) if config.model_cache else Path(tmp_model)
+        if work_dir.resolve() == out.resolve():
+            raise DataError(f"{out}: the model cache must not be the release folder")
+        body = _load_body(work_dir, config.model_seed, config.frames)
+        jobs = _write_subjects(out, config, metadata, body)
+        model_record = {"generator": "fitting.synthetic_model.write_synthetic_model",
+                        "seed": config.model_seed, "file": body.model_path.name,
+                        "sha256": _sha256(body.model_path), "num_betas": NUM_BETAS,
+                        "num_expression_coeffs": NUM_EXPRESSION, "flat_hand_mean": False}
+    _run_jobs(jobs, config.workers)
+    write_metadata(out / "metadata.xml", metadata)
+    (out / "groundtruth").mkdir(exist_ok=True)
+    release_config = {k: v for k, v in asdict(config).items() if k not in ("model_cache", "workers")}
+    _atomic_text(out / "groundtruth" / "model.json", json.dumps(
+        {"model": model_record, "config": release_config, "fps": FPS}, indent=2, default=list))
+    return out
+
+
+def _write_subjects(out: Path, config: SyntheticReleaseConfig, metadata: Metadata,
+                    body: _Body) -> list[_VideoJob]:
+    """Ground truth and mocap of every sequence; returns the video jobs still to render."""
+    jobs: list[_VideoJob] = []
+    for subject in config.subjects:
+        betas = _subject_betas(config.seed, subject)
+        albedo = _subject_albedo(body.part, config.seed, subject)
+        cameras = [metadata.camera(subject, c) for c in range(len(metadata.camera_ids))]
+        for key in config.sequences:
+            basename = metadata.basename(subject, *key)
+            action = canonical_action(metadata.action_names[key[0]])
+            params = _sequence_params(body, betas, action, config.frames, config.seed,
+                                      subject, basename)
+            vertices, joints55 = _forward(body, params)
+            mocap = _mocap_from_body(vertices, joints55)
+            noise = rng_for(config.seed, "marker-noise", subject, basename).normal(
+                0.0, config.marker_noise_mm / MM_PER_M, mocap.shape)
+            _write_mocap(out, subject, basename, mocap + noise, cameras)
+            gt_dir = out / "groundtruth" / subject
+            gt_dir.mkdir(parents=True, exist_ok=True)
+            _atomic_savez(gt_dir / f"{basename}.npz", **params, joints_h36m32=mocap,
+                          action_id=np.int64(key[0]), subaction=np.int64(key[1]))
+            for cam in cameras:
+                jobs.append(_VideoJob(
+                    path=out / subject / "Videos" / f"{basename}.{cam.id}.mp4",
+                    vertices=vertices.astype(np.float32), faces=body.faces, albedo=albedo,
+                    camera=cam, backdrop_bgr=_backdrop_color(config.seed, cam.id),
+                    frames=config.frames - _dropped(config, subject, key, cam.id),
+                    corrupt=_corrupt(config, subject, key, cam.id)))
+    return jobs
+
+
+__all__ = ["SyntheticReleaseConfig", "VideoQuirk", "write_synthetic_release",
+           "parse_sequence_key", "release_cameras", "FPS"]
