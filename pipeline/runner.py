@@ -94,7 +94,7 @@ def get_client(
         n_workers=workers or local_core_count(),
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # a free port: concurrent clusters do not collide on 8787
         silence_logs=logging.ERROR,
         resources=dict(resources) if resources else None,
     )

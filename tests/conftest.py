@@ -16,7 +16,7 @@ def dask_client():
     """A real LocalCluster: 2 worker processes, 1 thread each (like `h36m-nvf --workers 2`)."""
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
         silence_logs=logging.ERROR,
     )
     client = distributed.Client(cluster)

@@ -13,9 +13,9 @@ import cloudpickle
 import pytest
 
 from pipeline.errors import DataError
-from pipeline.runner import run_stage
+from pipeline.runner import _give_gpu, run_stage
 from pipeline.selection import Selection
-from pipeline.stages import stage_range
+from pipeline.stages import stage_names, stage_range
 from pipeline.stages.base import Stage, StageOption, Unit
 from pipeline.store import WorkDir, atomic_write_json, read_done_record
 
@@ -60,7 +60,7 @@ def toy_run_unit(unit: Unit, config: ToyConfig) -> dict:
         raise DataError(f"{config.source}: unit {unit.key} cannot be read\nsecond line")
     text = Path(config.source).read_text()
     atomic_write_json(unit.outputs[0], {"value": unit.payload * config.factor, "text": text})
-    return {"value": unit.payload * config.factor}
+    return {"value": unit.payload * config.factor, **({"pid": os.getpid()} if config.gpu else {})}
 
 
 TOY = Stage(name="toy", version="1", help="toy", config_type=ToyConfig, plan=toy_plan,
@@ -159,10 +159,24 @@ def test_worker_killed_mid_unit_does_not_fail_the_run(toy, dask_client, tmp_path
     dask_client.wait_for_workers(2, timeout=30)
 
 
-def test_units_needing_missing_resources_fail_clearly(toy, dask_client):
+def test_gpu_units_need_a_worker_with_the_gpu_resource(toy, dask_client):
     work, source = toy
-    report = run(ToyConfig(source, gpu=True, count=1), work, dask_client)
+    report = run(ToyConfig(source, gpu=True, count=2), work, dask_client)
     assert report.failed[0].reason == "no dask worker offers resources {'GPU': 1}"
+    # what get_client does for each CUDA device: give one worker {"GPU": 1}
+    worker = sorted(dask_client.scheduler_info(n_workers=-1)["workers"])[0]
+    dask_client.run(_give_gpu, workers=[worker])
+    try:
+        report = run(ToyConfig(source, gpu=True, count=2), work, dask_client)
+        assert [o.result for o in report.outcomes] == ["done", "done"]
+        gpu_pid = dask_client.run(os.getpid, workers=[worker])[worker]
+        assert [o.info["pid"] for o in report.outcomes] == [gpu_pid, gpu_pid]
+    finally:
+        dask_client.run(_take_gpu, workers=[worker])
+
+
+async def _take_gpu(dask_worker) -> None:
+    await dask_worker.set_resources(GPU=0)
 
 
 def test_make_config_ignores_foreign_and_none_options(toy):
@@ -174,6 +188,8 @@ def test_make_config_ignores_foreign_and_none_options(toy):
 
 
 def test_stage_range():
-    assert stage_range() == stage_range("extract", "extract")
+    assert stage_range() == stage_names() and stage_names()[0] == "extract"
+    assert stage_range("extract", "extract") == ["extract"]
+    assert stage_range(stage_names()[-1]) == stage_names()[-1:]
     with pytest.raises(KeyError, match="unknown stage 'nope'"):
         stage_range("nope")
