@@ -59,7 +59,7 @@ def _sample_points(rng, joints, radii, root, K, size, n):
     n_surface = n // 2
     n_ball = n // 4
     n_frustum = n - n_surface - n_ball
-    k = rng.integers(0, len(joints), n_surface)
+    k = np.arange(n_surface) % len(joints)  # every sphere gets its share of surface points
     d = rng.normal(size=(n_surface, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     sigma = np.where(rng.random(n_surface) < 0.5, 0.01, 0.04)[:, None]  # two noise scales

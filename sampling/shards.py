@@ -61,6 +61,9 @@ SMPLX_PARAM_DIMS = {
 """SMPL-X parameters stored per sample (axis-angle, full hand poses, 10 betas/expression)."""
 
 STRING_FIELDS = ("key", "subject", "sequence", "camera")
+_POINT_FIELDS = ("points", "sdf", "votes")
+_ARRAY_FIELDS = ("K", "cam_from_world_R", "cam_from_world_t", "root", "joints", "fit_mpjpe_mm", "frame",
+                 *_POINT_FIELDS)
 
 # Filters per dataset, chosen by measurement (module docstring).
 _COMPRESSION = {"votes": "lzf"}
@@ -432,6 +435,9 @@ class ShardReader:
         self.joint_set = str(attrs["joint_set"])
         self.joint_names = tuple(json.loads(attrs["joint_names"]))
         self.config = json.loads(attrs["config"])
+        # h5py resolves a name on every f[name]: look each dataset up once.
+        self._ds = {name: self.file[name] for name in (*_ARRAY_FIELDS, *STRING_FIELDS, "image")}
+        self._str = {name: self._ds[name].asstr() for name in STRING_FIELDS}
 
     def __len__(self) -> int:
         return int(self.file["key"].shape[0])
@@ -446,20 +452,19 @@ class ShardReader:
         self.close()
 
     def image_bytes(self, i: int) -> np.ndarray:
-        return np.asarray(self.file["image"][i], np.uint8)
+        return np.asarray(self._ds["image"][i], np.uint8)
 
-    def sample(self, i: int, point_index: np.ndarray | None = None) -> dict:
+    def sample(self, i: int, point_index: np.ndarray | None = None, smplx: bool = True) -> dict:
         """Sample ``i`` as numpy arrays (JPEG bytes under ``image``), points optionally subset."""
-        f = self.file
-        out = {name: f[name][i] for name in ("K", "cam_from_world_R", "cam_from_world_t", "root",
-                                             "joints", "fit_mpjpe_mm", "frame")}
+        out = {name: self._ds[name][i] for name in _ARRAY_FIELDS if name not in _POINT_FIELDS}
         # One chunk per sample: read it whole, then subset in memory (h5py fancy indexing is slow).
-        for name in ("points", "sdf", "votes"):
-            a = f[name][i]
+        for name in _POINT_FIELDS:
+            a = self._ds[name][i]
             out[name] = a if point_index is None else a[point_index]
         for name in STRING_FIELDS:
-            out[name] = f[name].asstr()[i]
-        out["smplx"] = {k: f["smplx"][k][i] for k in f["smplx"]}
+            out[name] = self._str[name][i]
+        if smplx:
+            out["smplx"] = {k: self.file["smplx"][k][i] for k in self.file["smplx"]}
         out["image"] = self.image_bytes(i)
         return out
 
@@ -601,7 +606,7 @@ class ShardDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, item: int) -> dict:
         name, local = self._items[item]
-        raw = self._reader(name).sample(local, self.point_index(item))
+        raw = self._reader(name).sample(local, self.point_index(item), smplx=False)
         out = {"image": torch.from_numpy(decode_jpeg_chw(raw["image"])), "index": item}
         for k in ("K", "cam_from_world_R", "cam_from_world_t", "root", "points", "sdf", "votes", "joints"):
             out[k] = torch.from_numpy(np.asarray(raw[k], np.float32))
