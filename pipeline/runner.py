@@ -339,6 +339,8 @@ def run_stage(
 
     _run_units(stage, config, work, client, todo, outcomes, progress=progress, retries=retries,
                skipped=len(units) - len(todo))
+    if stage.finalize is not None and not report.failed:
+        stage.finalize(config, work, units)
     report.seconds = time.perf_counter() - t0
     atomic_write_json(work.failures_json(stage.name),
                       [{"unit": o.key, "reason": o.reason} for o in report.failed])

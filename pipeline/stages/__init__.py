@@ -10,6 +10,7 @@ import importlib
 
 STAGE_MODULES: dict[str, str] = {
     "extract": "pipeline.stages.extract",
+    "sample": "pipeline.stages.sample",
     "h3wb": "pipeline.stages.h3wb",  # after fit (reads WORK/fit); keep it after "fit" when that lands
 }
 """Stage name → module defining ``STAGE``, in pipeline order."""

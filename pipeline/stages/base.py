@@ -111,6 +111,9 @@ class Stage:
     """--stride when the user gives none."""
     needs_release: bool = False
     """True when the stage reads the release (``--h36m ROOT`` required)."""
+    finalize: Callable[[Any, Any, list[Unit]], None] | None = None
+    """finalize(config, work, units) on the client after the units ran (also when all were
+    up to date), for outputs that summarise all units, e.g. a shard index."""
 
     def config_defaults(self) -> dict[str, Any]:
         """Field name → default of the config dataclass (fields without a default omitted)."""

@@ -299,6 +299,7 @@ STAGE = Stage(
     config_type=SampleConfig,
     plan=plan,
     run_unit=run_unit,
+    finalize=finalize,
     options=(
         StageOption("split", str, "Named split: protocol1 or h3wb."),
         StageOption("train_stride", int, "Override the split's training frame stride."),
