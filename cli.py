@@ -503,5 +503,22 @@ def evaluate(run_dir, shards, query, batch_size, device, progress) -> None:
 # --- demo and spot-check ---
 
 
+@main.command()
+@click.option("--out", "work", default="work", show_default=True, type=click.Path(path_type=Path),
+              help="Work directory (the synthetic release goes to WORK/release).")
+@click.option("--epochs", type=click.IntRange(min=1), default=4, show_default=True, help="NVF training epochs.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="dask workers (default: one per core).")
+@click.option("--scheduler", default=None, help="Attach to an existing dask scheduler (tcp://HOST:PORT).")
+@click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
+@user_errors
+def demo(work: Path, epochs: int, workers: int | None, scheduler: str | None, no_progress: bool) -> None:
+    """Run the whole pipeline on the embedded synthetic release and print a summary."""
+    from pipeline.demo import DemoConfig, format_summary, run_demo
+
+    config = DemoConfig(epochs=epochs, workers=workers, scheduler=scheduler, progress=not no_progress)
+    summary = run_demo(work, config, echo=click.echo)
+    click.echo(format_summary(summary))
+
+
 if __name__ == "__main__":
     main()
