@@ -20,6 +20,10 @@ from pipeline.errors import DataError
 from pipeline.store import WorkDir, atomic_write_bytes, atomic_write_json
 
 
+MESH_BGR = (230, 170, 90)
+"""Colour of the fitted mesh in overlays."""
+
+
 @dataclass(frozen=True)
 class AuditConfig:
     """What the audit draws."""
@@ -198,7 +202,10 @@ def draw_overlay(image: np.ndarray, camera: Camera, vertices: np.ndarray, faces:
 
     from pipeline.render import render_mesh
 
-    layer, mask = render_mesh(vertices, faces, camera, image.shape[1], image.shape[0])
+    # Render on black: the shaded body (ambient light keeps it > 0) is the blend mask.
+    albedo = np.broadcast_to(np.array(MESH_BGR, dtype=np.float64), vertices.shape)
+    layer = render_mesh(vertices, faces, albedo, camera, np.zeros_like(image))
+    mask = layer.max(axis=-1) > 0
     out = image.copy()
     out[mask] = (0.45 * image[mask] + 0.55 * layer[mask]).astype(np.uint8)
     for pts, color in ((mocap, (40, 40, 230)), (fitted, (40, 200, 40))):
