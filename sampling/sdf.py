@@ -29,8 +29,10 @@ import numpy as np
 
 FWN_BETA = 2.0
 """Fast winding number accuracy: a node is expanded when farther than beta x its radius."""
-FWN_EXACT_MARGIN = 0.1
-"""Points whose fast winding number lies within this of 0.5 are recomputed exactly."""
+FWN_EXACT_MARGIN = 0.3
+"""Points whose fast winding number lies within this of 0.5 are recomputed exactly. The
+first-order expansion at beta = 2 was measured up to 0.08 off on a 20k-face body (0.04 on a
+sphere); a sign can only flip if the error exceeds this margin."""
 INSIDE_WINDING = 0.5
 """Inside where the winding number exceeds this."""
 
@@ -79,7 +81,7 @@ def winding_number(points, vertices, faces, *, backend: str = "auto"):
     """Generalized winding number of the mesh at (..., 3) points; (...) output.
 
     About 1 inside and 0 outside a closed, outward-oriented mesh. The "cpu" backend is exact
-    near 0.5 and within the fast-winding-number approximation elsewhere (about 1e-3 here).
+    within ``FWN_EXACT_MARGIN`` of 0.5 and a fast approximation elsewhere (errors up to ~0.1).
     """
     return _run(points, vertices, faces, backend, "winding")
 
@@ -196,8 +198,10 @@ def _cpu_compute(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, mo
     if points.shape[0] == 0:
         return np.zeros(0)
     tree = sdf_numba.build_tree(vertices, faces)
-    distance, winding = sdf_numba.query(
-        points, tree.tri, tree.degenerate, tree.box_min, tree.box_max, tree.left, tree.start,
+    order = sdf_numba.spatial_order(points)
+    distance, winding = np.empty(len(points)), np.empty(len(points))
+    distance[order], winding[order] = sdf_numba.query(
+        np.ascontiguousarray(points[order]), tree.tri, tree.degenerate, tree.box_min, tree.box_max, tree.left, tree.start,
         tree.count, tree.dipole, tree.centre, tree.radius, mode != "winding", mode != "unsigned",
         FWN_BETA, FWN_EXACT_MARGIN)
     return _combine(distance, winding, mode)
