@@ -29,7 +29,8 @@ class ModelConfig:
     depth_scale: float = 1.0
     """Root-relative depth is divided by this (metres) before encoding."""
     pixel_coords: bool = False
-    """Also feed the query's normalised crop coordinates (u, v) to the MLP."""
+    """Also feed the query's normalised crop coordinates (u, v), Fourier-encoded like the depth.
+    Not in PIFu/NVF: it lets a small network memorise (the learning check); off in the presets."""
 
 
 PRESETS = {

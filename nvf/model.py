@@ -95,11 +95,11 @@ def project_to_grid(points, K, height: int, width: int):
     return torch.cat([(2 * u + 1) / width - 1, (2 * v + 1) / height - 1], dim=-1)
 
 
-def encode_depth(z_rel, frequencies: int):
-    """Root-relative depth (B, N, 1) → (B, N, 1 + 2F) [z, sin(2^k π z), cos(2^k π z)]."""
-    feats = [z_rel]
+def fourier_encode(x, frequencies: int):
+    """(B, N, D) → (B, N, D (1 + 2F)): [x, sin(2^k π x), cos(2^k π x)] for k < F."""
+    feats = [x]
     for k in range(frequencies):
-        feats += [torch.sin((2**k) * math.pi * z_rel), torch.cos((2**k) * math.pi * z_rel)]
+        feats += [torch.sin((2**k) * math.pi * x), torch.cos((2**k) * math.pi * x)]
     return torch.cat(feats, dim=-1)
 
 
@@ -131,7 +131,7 @@ class NVFNet(nn.Module):
         self.joints = joints
         self.sdf_clamp = sdf_clamp
         self.encoder = StackedHourglass(cfg)
-        cin = cfg.width + 1 + 2 * cfg.depth_frequencies + (2 if cfg.pixel_coords else 0)
+        cin = cfg.width + (3 if cfg.pixel_coords else 1) * (1 + 2 * cfg.depth_frequencies)
         self.mlp = PointMLP(cin, tuple(cfg.mlp), 1 + 4 * joints)
 
     def query(self, features, image_hw, points, K, root):
@@ -140,10 +140,8 @@ class NVFNet(nn.Module):
         pixel = F.grid_sample(features, grid.unsqueeze(2), mode="bilinear", padding_mode="zeros",
                               align_corners=False)[..., 0].transpose(1, 2)  # (B, N, C)
         z_rel = (points[..., 2:3] - root[:, None, 2:3]) / self.cfg.depth_scale
-        inputs = [pixel, encode_depth(z_rel, self.cfg.depth_frequencies)]
-        if self.cfg.pixel_coords:
-            inputs.append(grid)
-        out = self.mlp(torch.cat(inputs, -1))
+        position = torch.cat([grid, z_rel], -1) if self.cfg.pixel_coords else z_rel
+        out = self.mlp(torch.cat([pixel, fourier_encode(position, self.cfg.depth_frequencies)], -1))
         sdf = self.sdf_clamp * torch.tanh(out[..., 0])
         votes = out[..., 1:].unflatten(-1, (self.joints, 4))
         return sdf, votes

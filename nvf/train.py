@@ -86,6 +86,12 @@ def _write_metrics(run_dir: Path, rows: list[dict]) -> None:
     os.replace(tmp, run_dir / METRICS)
 
 
+def _append_metrics(run_dir: Path, row: dict) -> None:
+    # One short line per epoch: appending keeps long runs cheap (the file is rewritten only on resume).
+    with open(run_dir / METRICS, "a", newline="") as f:
+        csv.DictWriter(f, fieldnames=METRIC_FIELDS).writerow(row)
+
+
 def _read_metrics(run_dir: Path) -> list[dict]:
     path = run_dir / METRICS
     if not path.is_file():
@@ -152,6 +158,7 @@ def train(shards_dir, run_dir, config: TrainConfig, resume: bool = False, progre
         start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
         rows = _read_metrics(run_dir)[:start_epoch]
     _atomic_text(run_dir / CONFIG, config_to_json(config))
+    _write_metrics(run_dir, rows)  # header, and drops rows of epochs after the checkpoint
     steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
 
@@ -191,7 +198,7 @@ def train(shards_dir, run_dir, config: TrainConfig, resume: bool = False, progre
         row = {"epoch": epoch + 1, "step": step, **{k: v / n_samples for k, v in sums.items()},
                "lr": lr, "samples_per_s": n_samples / seconds, "seconds": seconds}
         rows.append(row)
-        _write_metrics(run_dir, rows)
+        _append_metrics(run_dir, row)
         if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
             save(epoch + 1)
             plot_loss_curve(run_dir, rows)
