@@ -103,3 +103,62 @@ def tiny_release(tmp_path_factory):
     camera 55011271 of "Eating 2" is 2 frames short (usable count 10). Copy it to modify it."""
     root = tmp_path_factory.mktemp("tiny_release")
     return write_tiny_release(root, drop_last={("S1", "Eating 2", "55011271"): 2})
+
+
+# --------------------------------------------------------------------------- synthetic model + work dir
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory):
+    """A work-dir-like folder whose ``bodymodel/`` holds the synthetic SMPL-X model.
+
+    Generated once for the whole test session: pytest-xdist workers share the folder above
+    their base temp dir and take a file lock, so the ~20 s generation runs once.
+    """
+    import fcntl
+
+    from fitting.bodymodel import resolve_body_model
+
+    shared = tmp_path_factory.getbasetemp().parent / "model-cache"
+    shared.mkdir(exist_ok=True)
+    with open(shared / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        resolve_body_model("synthetic", shared)
+    return shared
+
+
+def install_model(model_cache, work) -> None:
+    """Copy the cached synthetic model into ``work/bodymodel`` (found up to date there)."""
+    import shutil
+
+    shutil.copytree(model_cache / "bodymodel", work / "bodymodel", dirs_exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def synthetic_release(tmp_path_factory, model_cache):
+    """A read-only synthetic release: S9 "Walking 1", 10 frames, 4 cameras at scale 0.2 (200 px)."""
+    from pipeline.synthetic import SyntheticReleaseConfig, write_synthetic_release
+
+    root = tmp_path_factory.mktemp("synthetic_release")
+    config = SyntheticReleaseConfig(subjects=("S9",), sequences=((14, 1),), frames=10, scale=0.2,
+                                    model_cache=str(model_cache))
+    return write_synthetic_release(root, config)
+
+
+def fake_fit_from_groundtruth(release, work, mpjpe_mm: float = 0.0) -> None:
+    """WORK/fit/<S>/<seq>.npz made from the release's true params (a perfect fit).
+
+    Lets sample/validate/audit tests run without the fitter, on exactly known bodies.
+    """
+    import numpy as np
+
+    from fitting.joint_sets import H36M17
+
+    for gt in sorted((release / "groundtruth").glob("S*/*.npz")):
+        with np.load(gt) as z:
+            params = {k: z[k] for k in z.files if k != "joints_h36m32"}
+        T = params["global_orient"].shape[0]
+        out = work / "fit" / gt.parent.name / (gt.stem.replace(" ", "_") + ".npz")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(out, **params, frame_index=np.arange(T), mpjpe_mm=np.full(T, mpjpe_mm),
+                 joint_err_mm=np.full((T, len(H36M17)), mpjpe_mm), converged=np.ones(T, bool))

@@ -273,6 +273,7 @@ def run_unit(unit: Unit, config: SampleConfig) -> dict:
     work = WorkDir(unit.payload["work"])
     cache: dict = {}
     samples = [make_sample(s, work, unit.payload["model"], config, cache) for s in unit.payload["specs"]]
+    unit.outputs[0].parent.mkdir(parents=True, exist_ok=True)
     info = write_shard(unit.outputs[0], samples, shard_config(config))
     return {"samples": info.samples, "sha256": info.sha256, "bytes": info.bytes}
 

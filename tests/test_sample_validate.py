@@ -1,0 +1,152 @@
+"""The sample stage and the independent validator on a real (tiny) synthetic pipeline run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from conftest import fake_fit_from_groundtruth, install_model
+from fitting.joint_sets import H36M17_FROM_H36M32
+from pipeline.api import run_stages
+from pipeline.validate import ValidateConfig, validate_shards
+
+SPLIT = "protocol1-test"  # S9 is a protocol-1 test subject
+
+
+@pytest.fixture(scope="module")
+def sampled_work(tmp_path_factory, synthetic_release, model_cache):
+    work = tmp_path_factory.mktemp("work")
+    install_model(model_cache, work)
+    run_stages(["extract"], work, h36m=synthetic_release, stride=1, workers=2, progress=False)
+    fake_fit_from_groundtruth(synthetic_release, work)
+    reports = run_stages(["sample"], work, options={"test_stride": 3, "points": 512, "samples_per_shard": 8},
+                         workers=2, progress=False)
+    assert not reports[0].failed, reports[0].format()
+    return work
+
+
+def copy_split(work, tmp_path):
+    """A modifiable copy of WORK with its own shards (images and model shared by copy)."""
+    dst = tmp_path / "work"
+    shutil.copytree(work, dst, ignore=shutil.ignore_patterns("done"))
+    return dst
+
+
+def rewrite_index_sha(split_dir):
+    from sampling.shards import write_index
+
+    write_index(split_dir)
+
+
+def test_index_lists_every_shard_with_its_checksum(sampled_work):
+    from sampling.shards import file_sha256
+
+    index = json.loads((sampled_work / "shards" / SPLIT / "index.json").read_text())
+    assert index["samples"] == 4 * 4  # 4 cameras × frames 0, 3, 6, 9
+    assert [s["name"] for s in index["shards"]] == ["shard-00000.h5", "shard-00001.h5"]
+    for s in index["shards"]:
+        assert file_sha256(sampled_work / "shards" / SPLIT / s["name"]) == s["sha256"]
+    assert not (sampled_work / "shards" / "protocol1-train").exists()
+
+
+def test_stored_joints_are_the_mocap_in_camera_space(sampled_work):
+    seq = json.loads((sampled_work / "extract" / "S9" / "Walking_1" / "sequence.json").read_text())
+    cams = {c["id"]: c for c in seq["cameras"]}
+    mocap = np.load(sampled_work / "extract" / "S9" / "Walking_1" / "joints_world.npy").astype(np.float64)
+    with h5py.File(sampled_work / "shards" / SPLIT / "shard-00000.h5") as f:
+        for i in range(len(f["key"])):
+            cam = cams[f["camera"].asstr()[i]]
+            expected = mocap[f["frame"][i]][H36M17_FROM_H36M32] @ np.array(cam["R"]).T + np.array(cam["t"])
+            np.testing.assert_allclose(f["joints"][i], expected, atol=1e-5)
+            sdf = f["sdf"][i]
+            assert (sdf < 0).mean() <= 0.5 and (sdf < 0).any()
+
+
+def test_validate_passes_on_fresh_shards(sampled_work):
+    checked, problems = validate_shards(sampled_work / "shards", ValidateConfig(samples=3, points=64))
+    assert problems == [] and checked == 3
+
+
+def test_validate_cli_ok(sampled_work):
+    result = CliRunner().invoke(main, ["validate", str(sampled_work / "shards"), "--samples", "1", "--points", "32"])
+    assert result.exit_code == 0, result.output
+    assert "OK" in result.output
+
+
+def _corrupt_and_validate(sampled_work, tmp_path, corrupt):
+    work = copy_split(sampled_work, tmp_path)
+    split = work / "shards" / SPLIT
+    corrupt(split / "shard-00000.h5")
+    return validate_shards(work / "shards", ValidateConfig(samples=16, points=128))[1]
+
+
+def test_validate_catches_a_flipped_byte(sampled_work, tmp_path):
+    def flip(path):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+    problems = _corrupt_and_validate(sampled_work, tmp_path, flip)
+    assert any("sha256" in p and "shard-00000.h5" in p for p in problems)
+
+
+def test_validate_catches_a_truncated_file(sampled_work, tmp_path):
+    def truncate(path):
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    problems = _corrupt_and_validate(sampled_work, tmp_path, truncate)
+    assert any("shard-00000.h5" in p for p in problems)
+    assert any("unreadable" in p or "sha256" in p for p in problems)
+
+
+def test_validate_catches_sdf_off_by_1mm(sampled_work, tmp_path):
+    def perturb(path):
+        with h5py.File(path, "r+") as f:
+            sdf = f["sdf"][()]
+            sdf[:, ::7] += 1e-3
+            f["sdf"][...] = sdf
+        rewrite_index_sha(path.parent)  # the checksum passes: only the contents can tell
+
+    problems = _corrupt_and_validate(sampled_work, tmp_path, perturb)
+    assert any("SDF off by" in p for p in problems)
+
+
+def test_validate_catches_a_swapped_joint_pair(sampled_work, tmp_path):
+    def swap(path):
+        l_wrist, r_wrist = 13, 16  # h36m17 LWrist, RWrist
+        with h5py.File(path, "r+") as f:
+            for name in ("joints", "votes"):
+                a = f[name][()]
+                idx = (slice(None), l_wrist) if name == "joints" else (slice(None), slice(None), l_wrist)
+                jdx = (slice(None), r_wrist) if name == "joints" else (slice(None), slice(None), r_wrist)
+                a[idx], a[jdx] = a[jdx].copy(), a[idx].copy()
+                f[name][...] = a
+        rewrite_index_sha(path.parent)
+
+    problems = _corrupt_and_validate(sampled_work, tmp_path, swap)
+    assert any("joints disagree" in p for p in problems)
+
+
+def test_validate_cli_reports_failures_with_exit_1(sampled_work, tmp_path):
+    work = copy_split(sampled_work, tmp_path)
+    (work / "shards" / SPLIT / "shard-00001.h5").write_bytes(b"not hdf5")
+    result = CliRunner().invoke(main, ["validate", str(work / "shards"), "--samples", "0"])
+    assert result.exit_code == 1
+    assert "shard-00001.h5" in result.output
+
+
+def test_sampling_is_deterministic(sampled_work, tmp_path):
+    from sampling.shards import file_sha256
+
+    work = copy_split(sampled_work, tmp_path)
+    before = {p.name: file_sha256(p) for p in (work / "shards" / SPLIT).glob("*.h5")}
+    run_stages(["sample"], work, options={"test_stride": 3, "points": 512, "samples_per_shard": 8},
+               force=True, workers=1, progress=False)
+    after = {p.name: file_sha256(p) for p in (work / "shards" / SPLIT).glob("*.h5")}
+    assert before == after
