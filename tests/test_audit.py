@@ -1,0 +1,90 @@
+"""The fit-quality audit: its numbers against an independent recomputation from the npz files."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from conftest import fake_fit_from_groundtruth, install_model
+from fitting.joint_sets import H36M17
+from pipeline.api import run_stages
+
+
+@pytest.fixture(scope="module")
+def audited_work(tmp_path_factory, synthetic_release, model_cache):
+    work = tmp_path_factory.mktemp("audit_work")
+    install_model(model_cache, work)
+    run_stages(["extract"], work, h36m=synthetic_release, stride=2, workers=1, progress=False)
+    fake_fit_from_groundtruth(synthetic_release, work)
+    # Known, uneven per-frame errors so that every statistic is distinguishable.
+    path = work / "fit" / "S9" / "Walking_1.npz"
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    rng = np.random.default_rng(0)
+    data["joint_err_mm"] = rng.gamma(2.0, 3.0, size=data["joint_err_mm"].shape)
+    data["mpjpe_mm"] = data["joint_err_mm"].mean(axis=1)
+    data["converged"] = data["mpjpe_mm"] < 7
+    np.savez(path, **data)
+    result = CliRunner().invoke(main, ["audit", "--out", str(work), "--worst", "3"])
+    assert result.exit_code == 0, result.output
+    return work, data
+
+
+def test_summary_equals_independent_recomputation(audited_work):
+    work, data = audited_work
+    summary = json.loads((work / "audit" / "summary.json").read_text())
+    e = data["mpjpe_mm"]
+    o = summary["overall"]
+    assert o["frames"] == len(e)
+    assert o["mean_mm"] == pytest.approx(e.sum() / len(e))
+    s, n = np.sort(e), len(e)
+    assert n % 2 == 0 and o["median_mm"] == pytest.approx((s[n // 2 - 1] + s[n // 2]) / 2)
+    # p95 by linear interpolation between order statistics (numpy's default definition).
+    pos = 0.95 * (n - 1)
+    assert o["p95_mm"] == pytest.approx(s[int(pos)] + (pos - int(pos)) * (s[int(pos) + 1] - s[int(pos)]))
+    assert o["max_mm"] == pytest.approx(max(e))
+    assert o["converged_share"] == pytest.approx(np.count_nonzero(data["converged"]) / len(e))
+    per_joint = data["joint_err_mm"].sum(axis=0) / len(e)
+    by_name = summary["per_joint_mm"]
+    assert [by_name[n] for n in H36M17.names] == pytest.approx(per_joint.tolist())
+    worst = [w["frame"] for w in summary["worst"]]
+    assert worst == [int(i) for i in np.argsort(-e)[:3]]
+
+
+def test_page_links_existing_plots_and_overlays(audited_work):
+    work, data = audited_work
+    page = (work / "audit" / "index.html").read_text()
+    links = re.findall(r"src='([^']+)'", page)
+    assert any(x.startswith("worst_") for x in links)
+    for link in links:
+        assert (work / "audit" / link).is_file(), link
+    # Overlays are drawn only on frames that have an extracted image (stride 2: even frames).
+    for link in (x for x in links if x.startswith("worst_")):
+        assert int(link.rsplit("_", 1)[1].split(".")[0]) % 2 == 0
+
+
+def test_show_fit_draws_one_overlay(audited_work, tmp_path):
+    import cv2
+
+    work, _ = audited_work
+    out = tmp_path / "fit.png"
+    result = CliRunner().invoke(main, ["show-fit", "S9", "Walking_1", "--frame", "4", "--camera", "54138969",
+                                       "--out", str(work), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    overlay = cv2.imread(str(out))
+    source = cv2.imread(str(work / "images" / "S9" / "S9_Walking_1.54138969_000005.jpg"))
+    assert overlay.shape == source.shape
+    assert (np.abs(overlay.astype(int) - source.astype(int)).sum(axis=-1) > 30).mean() > 0.005
+
+
+def test_show_fit_without_image_is_a_clear_error(audited_work, tmp_path):
+    work, _ = audited_work
+    result = CliRunner().invoke(main, ["show-fit", "S9", "Walking_1", "--frame", "3", "--camera", "54138969",
+                                       "--out", str(work), "-o", str(tmp_path / "x.png")])
+    assert result.exit_code == 1
+    assert "no extracted image" in result.output and "Traceback" not in result.output
