@@ -130,7 +130,7 @@ def check_model_file(path: str | Path, *, use_face_contour: bool = True) -> Path
     for key, expected in required.items():
         shape = _shape_of(data[key])
         ok = shape is not None and len(shape) == len(expected) and all(
-            e is None or s == e for s, e in zip(shape, expected))
+            e is None or s == e for s, e in zip(shape, expected, strict=True))
         if not ok:
             want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
             raise BodyModelError(f"{path}: array {key!r} has shape {shape}, expected {want}")

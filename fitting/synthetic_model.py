@@ -9,12 +9,14 @@ Construction
 2. Implicit surface: a smooth union (polynomial smooth-min) of round cones and ellipsoids,
    one or more per bone (torso, limbs, head, nose, ears, feet with heels and toes, hands
    with five fingers of three segments each). Each primitive belongs to one joint.
-3. Marching cubes (scikit-image) on a 4 mm grid, evaluated only inside the primitives'
-   bounding boxes, keeps the largest component (a closed genus-0 surface).
-4. Decimation by half-edge collapses (numba) with a size field that keeps hands and face
-   finer than the trunk, rejecting collapses that break the link condition, flip or
-   degrade a triangle, down to exactly ``NUM_BODY_VERTICES`` vertices; then a few rounds of
-   tangential smoothing projected back onto the implicit surface.
+3. Marching cubes (scikit-image) on a rectilinear grid (7 mm, 3.5 mm in the slabs holding
+   the hands), evaluated only inside the primitives' bounding boxes; the largest component
+   is a closed genus-0 surface.
+4. Decimation by half-edge collapses in vectorised rounds (numpy): each round takes the
+   shortest edges relative to a size field (hands and face finer than the trunk), drops
+   collapses that break the link condition or flip or degrade a triangle, keeps a set with
+   disjoint 1-rings and collapses it; down to exactly ``NUM_BODY_VERTICES`` vertices. Then
+   a few rounds of tangential smoothing projected back onto the implicit surface.
 5. Topology: SMPL-X has F = 20908 faces and V = 10475 vertices. A closed genus-0 manifold has
    F = 2V - 4, so the body uses V = 10456 vertices (F = 20908 exactly) and the remaining
    19 vertices (indices 10456..10474) are unreferenced spares that duplicate body vertices
@@ -46,7 +48,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from numba import njit
 
 from fitting.joint_sets import SMPLX55
 
@@ -64,8 +65,10 @@ MODEL_FILENAME = "SMPLX_NEUTRAL.npz"
 FLOOR_Y = -1.28
 """Height (m) of the soles in the model frame; puts the pelvis near y = -0.35 like SMPL-X."""
 
-GRID_SPACING = 0.004
-"""Marching-cubes grid spacing (m): fine enough for fingers of 1.5 cm diameter."""
+GRID_COARSE = 0.007
+"""Marching-cubes grid spacing (m) away from the hands."""
+GRID_FINE = 0.0035
+"""Grid spacing (m) in the slabs that hold the hands: fingers are 1.2 to 1.8 cm thick."""
 
 SMPLX_PARENTS = np.array(SMPLX55.parents, dtype=np.int64)
 
@@ -307,14 +310,35 @@ def _primitive_box(prim: Primitive, margin: float) -> tuple[np.ndarray, np.ndarr
     return c + (lo - c) * s - margin, c + (hi - c) * s + margin
 
 
-def _sample_grid(prims: list[Primitive], h: float):
-    """Implicit field on a regular grid, evaluated only inside the primitives' boxes."""
-    boxes = [_primitive_box(p, p.k + 3 * h) for p in prims]
-    lo = np.min([b[0] for b in boxes], axis=0) - 2 * h
-    hi = np.max([b[1] for b in boxes], axis=0) + 2 * h
-    axes = [lo[d] + h * np.arange(int(np.ceil((hi[d] - lo[d]) / h)) + 1) for d in range(3)]
+# Axis intervals (design frame, m) sampled at the fine spacing: they hold the hands.
+_FINE_INTERVALS = (
+    ((-1.0, -0.62), (0.62, 1.0)),  # x
+    ((1.385, 1.475),),  # y
+    ((-0.065, 0.125),),  # z
+)
+
+
+def _grid_axis(lo: float, hi: float, coarse: float, fine: float, intervals) -> np.ndarray:
+    """Monotone sample positions from lo to hi: ``fine`` spacing inside the intervals."""
+    xs = [lo]
+    while xs[-1] < hi:
+        x = xs[-1]
+        step = fine if any(a - coarse <= x <= b for a, b in intervals) else coarse
+        xs.append(x + step)
+    return np.array(xs)
+
+
+def _sample_grid(prims: list[Primitive], coarse: float, fine: float):
+    """Implicit field on a rectilinear grid, evaluated only inside the primitives' boxes.
+
+    Returns ``(field (X, Y, Z) float32, axes [x (X,), y (Y,), z (Z,)])``.
+    """
+    boxes = [_primitive_box(p, p.k + 2 * coarse) for p in prims]
+    lo = np.min([b[0] for b in boxes], axis=0) - 2 * coarse
+    hi = np.max([b[1] for b in boxes], axis=0) + 2 * coarse
+    axes = [_grid_axis(lo[d], hi[d], coarse, fine, _FINE_INTERVALS[d]) for d in range(3)]
     field = np.full([len(ax) for ax in axes], 1.0, dtype=np.float32)
-    for prim, (blo, bhi) in zip(prims, boxes):
+    for prim, (blo, bhi) in zip(prims, boxes, strict=True):
         sl = []
         for d in range(3):
             i0 = int(np.searchsorted(axes[d], blo[d]))
@@ -325,7 +349,7 @@ def _sample_grid(prims: list[Primitive], h: float):
         d = primitive_sdf(prim, pts).reshape(gx.shape)
         block = field[tuple(sl)].astype(np.float64)
         field[tuple(sl)] = _smin(block, d, prim.k)
-    return field, lo
+    return field, axes
 
 
 # --------------------------------------------------------------------------------------
@@ -354,156 +378,6 @@ def _signed_volume(verts: np.ndarray, faces: np.ndarray) -> float:
     return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
 
 
-@njit(cache=False)
-def _neighbours(v, F, face_alive, vf_ptr, vf_idx, out):
-    n = 0
-    for t in range(vf_ptr[v], vf_ptr[v + 1]):
-        f = vf_idx[t]
-        if not face_alive[f]:
-            continue
-        for c in range(3):
-            u = F[f, c]
-            if u == v:
-                continue
-            seen = False
-            for i in range(n):
-                if out[i] == u:
-                    seen = True
-                    break
-            if not seen:
-                if n >= out.shape[0]:
-                    return -1
-                out[n] = u
-                n += 1
-    return n
-
-
-@njit(cache=False)
-def _tri_normal(p0, p1, p2):
-    ux, uy, uz = p1[0] - p0[0], p1[1] - p0[1], p1[2] - p0[2]
-    vx, vy, vz = p2[0] - p0[0], p2[1] - p0[1], p2[2] - p0[2]
-    return uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
-
-
-@njit(cache=False)
-def _tri_quality(p0, p1, p2):
-    nx, ny, nz = _tri_normal(p0, p1, p2)
-    area2 = np.sqrt(nx * nx + ny * ny + nz * nz)
-    s = 0.0
-    for d in range(3):
-        s += (p1[d] - p0[d]) ** 2 + (p2[d] - p1[d]) ** 2 + (p0[d] - p2[d]) ** 2
-    if s <= 0.0:
-        return 0.0
-    return 2.0 * np.sqrt(3.0) * area2 / s  # 1 for equilateral
-
-
-@njit(cache=False)
-def _collapse_score(rem, keep, V, F, face_alive, vf_ptr, vf_idx, min_cos):
-    """Worst quality of the faces around ``rem`` after moving it onto ``keep``; -1 if invalid."""
-    worst = 1.0
-    p = V[keep]
-    q = np.empty((3, 3))
-    for t in range(vf_ptr[rem], vf_ptr[rem + 1]):
-        f = vf_idx[t]
-        if not face_alive[f]:
-            continue
-        if F[f, 0] == keep or F[f, 1] == keep or F[f, 2] == keep:
-            continue
-        for c in range(3):
-            q[c] = V[F[f, c]]
-        o = _tri_normal(q[0], q[1], q[2])
-        for c in range(3):
-            if F[f, c] == rem:
-                q[c] = p
-        n = _tri_normal(q[0], q[1], q[2])
-        lo = np.sqrt(o[0] ** 2 + o[1] ** 2 + o[2] ** 2)
-        ln = np.sqrt(n[0] ** 2 + n[1] ** 2 + n[2] ** 2)
-        if lo <= 0.0 or ln <= 0.0:
-            return -1.0
-        if (o[0] * n[0] + o[1] * n[1] + o[2] * n[2]) / (lo * ln) < min_cos:
-            return -1.0
-        qual = _tri_quality(q[0], q[1], q[2])
-        if qual < worst:
-            worst = qual
-    return worst
-
-
-@njit(cache=False)
-def _collapse_pass(V, F, face_alive, vert_alive, vf_ptr, vf_idx, ea, eb, max_collapses,
-                   min_cos, min_quality, max_degree):
-    """Collapse edges (ea[i], eb[i]) in order, independent 1-rings only; returns the count."""
-    n = V.shape[0]
-    locked = np.zeros(n, np.bool_)
-    nbr_a = np.empty(64, np.int64)
-    nbr_b = np.empty(64, np.int64)
-    nbr_c = np.empty(64, np.int64)
-    done = 0
-    for e in range(ea.shape[0]):
-        if done >= max_collapses:
-            break
-        a = ea[e]
-        b = eb[e]
-        if locked[a] or locked[b] or not vert_alive[a] or not vert_alive[b]:
-            continue
-        na = _neighbours(a, F, face_alive, vf_ptr, vf_idx, nbr_a)
-        nb = _neighbours(b, F, face_alive, vf_ptr, vf_idx, nbr_b)
-        if na < 0 or nb < 0 or na + nb - 4 > max_degree:
-            continue
-        common = 0
-        c0 = -1
-        c1 = -1
-        for i in range(na):
-            for k in range(nb):
-                if nbr_a[i] == nbr_b[k]:
-                    common += 1
-                    if c0 < 0:
-                        c0 = nbr_a[i]
-                    else:
-                        c1 = nbr_a[i]
-        if common != 2:
-            continue
-        if _neighbours(c0, F, face_alive, vf_ptr, vf_idx, nbr_c) <= 3:
-            continue
-        if _neighbours(c1, F, face_alive, vf_ptr, vf_idx, nbr_c) <= 3:
-            continue
-        s_keep_a = _collapse_score(b, a, V, F, face_alive, vf_ptr, vf_idx, min_cos)
-        s_keep_b = _collapse_score(a, b, V, F, face_alive, vf_ptr, vf_idx, min_cos)
-        if max(s_keep_a, s_keep_b) < min_quality:
-            continue
-        if s_keep_a >= s_keep_b:
-            keep, rem = a, b
-        else:
-            keep, rem = b, a
-        for t in range(vf_ptr[rem], vf_ptr[rem + 1]):
-            f = vf_idx[t]
-            if not face_alive[f]:
-                continue
-            if F[f, 0] == keep or F[f, 1] == keep or F[f, 2] == keep:
-                face_alive[f] = False
-            else:
-                for c in range(3):
-                    if F[f, c] == rem:
-                        F[f, c] = keep
-        vert_alive[rem] = False
-        locked[a] = True
-        locked[b] = True
-        for i in range(na):
-            locked[nbr_a[i]] = True
-        for i in range(nb):
-            locked[nbr_b[i]] = True
-        done += 1
-    return done
-
-
-def _vertex_faces(faces: np.ndarray, n: int, face_ids: np.ndarray):
-    flat = faces[face_ids].ravel()
-    order = np.argsort(flat, kind="stable")
-    vf_idx = np.repeat(face_ids, 3)[order]
-    counts = np.bincount(flat, minlength=n)
-    vf_ptr = np.concatenate([[0], np.cumsum(counts)])
-    return vf_ptr.astype(np.int64), vf_idx.astype(np.int64)
-
-
 def _unique_edges(faces: np.ndarray) -> np.ndarray:
     """(E, 2) int64 undirected edges, smaller index first, sorted."""
     e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).astype(np.int64)
@@ -511,12 +385,6 @@ def _unique_edges(faces: np.ndarray) -> np.ndarray:
     n = int(faces.max()) + 1
     key = np.unique(e[:, 0] * n + e[:, 1])
     return np.stack([key // n, key % n], axis=1)
-
-
-def _closed_mesh_edges(faces: np.ndarray) -> np.ndarray:
-    """(E, 2) edges of a closed manifold: each appears once as a half-edge with a < b."""
-    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    return e[e[:, 0] < e[:, 1]]
 
 
 def _size_field(p: np.ndarray) -> np.ndarray:
@@ -534,38 +402,150 @@ def _size_field(p: np.ndarray) -> np.ndarray:
     return s
 
 
+def _tri_normals(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
+    u, v = p1 - p0, p2 - p0
+    return np.stack([u[:, 1] * v[:, 2] - u[:, 2] * v[:, 1], u[:, 2] * v[:, 0] - u[:, 0] * v[:, 2],
+                     u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]], axis=1)
+
+
+def _tri_quality(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
+    """(N,) 4*sqrt(3)*area / sum of squared edges: 1 for equilateral, 0 for degenerate."""
+    area2 = np.linalg.norm(_tri_normals(p0, p1, p2), axis=1)
+    s = np.sum((p1 - p0) ** 2 + (p2 - p1) ** 2 + (p0 - p2) ** 2, axis=1)
+    return 2.0 * np.sqrt(3.0) * area2 / np.maximum(s, 1e-30)
+
+
+def _collapse_scores(V, F, vf_ptr, vf_idx, rem, keep, min_cos):
+    """(K,) worst quality of the faces around ``rem`` after moving it onto ``keep``; -1 if a
+    face would flip (normal turning by more than acos(min_cos)) or degenerate."""
+    counts = vf_ptr[rem + 1] - vf_ptr[rem]
+    owner = np.repeat(np.arange(len(rem)), counts)
+    start = np.repeat(vf_ptr[rem] - np.cumsum(counts) + counts, counts)
+    fid = vf_idx[start + np.arange(counts.sum())]
+    tri = F[fid]
+    k = keep[owner]
+    r = rem[owner]
+    live = ~np.any(tri == k[:, None], axis=1)  # faces with both vertices disappear
+    p = V[tri]
+    q = np.where((tri == r[:, None])[:, :, None], V[k][:, None, :], p)
+    n_old = _tri_normals(p[:, 0], p[:, 1], p[:, 2])
+    n_new = _tri_normals(q[:, 0], q[:, 1], q[:, 2])
+    lo, ln = np.linalg.norm(n_old, axis=1), np.linalg.norm(n_new, axis=1)
+    cos = np.sum(n_old * n_new, axis=1) / np.maximum(lo * ln, 1e-30)
+    qual = np.where(cos >= min_cos, _tri_quality(q[:, 0], q[:, 1], q[:, 2]), -1.0)
+    # A collapse may keep a bad triangle bad; judge it against the worst it replaces.
+    old_q = np.where(live, _tri_quality(p[:, 0], p[:, 1], p[:, 2]), 2.0)
+    worst_old = np.full(len(rem), 2.0)
+    np.minimum.at(worst_old, owner, old_q)
+    qual = np.where(ln > 0, qual, -1.0)
+    qual = np.where(live, qual, 2.0)
+    worst = np.full(len(rem), 2.0)
+    np.minimum.at(worst, owner, qual)
+    return np.where(worst >= 0, np.maximum(worst, np.minimum(worst / np.maximum(worst_old, 1e-9), 1.0)
+                                           * (worst >= 0.5 * worst_old)), -1.0)
+
+
+def _independent_edges(reg_e: np.ndarray, reg_v: np.ndarray, rank: np.ndarray, n: int,
+                       rounds: int = 16) -> np.ndarray:
+    """Indices of edges with pairwise disjoint regions, preferring low rank (Luby rounds).
+
+    ``(reg_e[i], reg_v[i])`` lists the vertices of each edge's region. An edge wins when
+    its rank is the lowest on its whole region among the edges still in play; edges that
+    touch a winner's region leave play; repeat.
+    """
+    in_play = np.ones(len(rank), dtype=bool)
+    taken = np.zeros(n, dtype=bool)
+    winners = []
+    for _ in range(rounds):
+        live = in_play[reg_e]
+        e, v = reg_e[live], reg_v[live]
+        if len(e) == 0:
+            break
+        best = np.full(n, np.inf)
+        np.minimum.at(best, v, rank[e])
+        lowest = np.full(len(rank), np.inf)  # best[v] <= rank on the region; equal = win
+        np.minimum.at(lowest, e, best[v])
+        won = np.nonzero(in_play & (lowest == rank))[0]
+        winners.append(won)
+        is_won = np.zeros(len(rank), dtype=bool)
+        is_won[won] = True
+        taken[v[is_won[e]]] = True
+        touched = np.zeros(len(rank), dtype=bool)
+        touched[e[taken[v]]] = True
+        in_play &= ~touched
+    win = np.concatenate(winners) if winners else np.zeros(0, dtype=np.int64)
+    return np.sort(win)
+
+
 def _decimate(verts: np.ndarray, faces: np.ndarray, target: int):
-    V = np.ascontiguousarray(verts, dtype=np.float64)
-    F = np.ascontiguousarray(faces, dtype=np.int64).copy()
+    """Half-edge collapses in rounds of independent, valid, shortest (relative) edges.
+
+    Each round: candidate edges by length over the size field; keep those that pass the
+    link condition, keep vertex degrees in 4..12 and flip or degrade no triangle; pick a
+    set whose endpoint 1-rings are disjoint (so the checks stay valid) and collapse them
+    all at once. Stops at exactly ``target`` vertices.
+    """
+    import scipy.sparse as sp
+
+    V = np.asarray(verts, dtype=np.float64).copy()
+    F = np.asarray(faces, dtype=np.int64).copy()
     n = len(V)
-    face_alive = np.ones(len(F), dtype=np.bool_)
-    vert_alive = np.ones(n, dtype=np.bool_)
-    nv = n
+    nv = len(np.unique(F))
     min_quality = 0.15
     while nv > target:
-        fid = np.nonzero(face_alive)[0]
-        vf_ptr, vf_idx = _vertex_faces(F, n, fid)
-        e = _closed_mesh_edges(F[fid])
-        mid = 0.5 * (V[e[:, 0]] + V[e[:, 1]])
-        cost = np.linalg.norm(V[e[:, 0]] - V[e[:, 1]], axis=1) / _size_field(mid)
-        order = np.argsort(cost, kind="stable")
-        ea = np.ascontiguousarray(e[order, 0])
-        eb = np.ascontiguousarray(e[order, 1])
-        budget = min(nv - target, max(1, nv // 6))
-        done = _collapse_pass(V, F, face_alive, vert_alive, vf_ptr, vf_idx, ea, eb, budget,
-                              0.3, min_quality, 12)
-        if done == 0:
+        he_from, he_to, he_opp = F.ravel(), F[:, [1, 2, 0]].ravel(), F[:, [2, 0, 1]].ravel()
+        key = he_from * n + he_to
+        sort = np.argsort(key)
+        fwd = he_from < he_to
+        ea, eb, ec = he_from[fwd], he_to[fwd], he_opp[fwd]
+        ed = he_opp[sort[np.searchsorted(key[sort], eb * n + ea)]]
+        deg = np.bincount(he_from, minlength=n)
+        cost = np.linalg.norm(V[ea] - V[eb], axis=1) / _size_field(0.5 * (V[ea] + V[eb]))
+        need = nv - target
+        ncand = min(len(ea), max(8 * need if need < 2000 else 0, len(ea) // 4))
+        # Order by cost bucket (15 % wide) with a fixed pseudo-random tie-break: sorting by
+        # exact cost makes winners rare (costs are spatially smooth, few local minima).
+        bucket = np.floor(np.log(np.maximum(cost, 1e-12)) / np.log(1.15))
+        jitter = np.random.default_rng(len(ea)).random(len(ea))
+        cand = np.lexsort((jitter, bucket))[:ncand]
+        ea, eb, ec, ed, cost = ea[cand], eb[cand], ec[cand], ed[cand], cost[cand]
+        A = sp.csr_matrix((np.ones(len(he_from)), (he_from, he_to)), shape=(n, n))
+        common = np.asarray(A[ea].multiply(A[eb]).sum(axis=1)).ravel()
+        ok = (common == 2) & (deg[ec] > 3) & (deg[ed] > 3) & (deg[ea] + deg[eb] - 4 <= 12)
+        ea, eb, ec, ed, cost = ea[ok], eb[ok], ec[ok], ed[ok], cost[ok]
+        vf_order = np.argsort(he_from, kind="stable")
+        vf_idx = (np.arange(len(he_from)) // 3)[vf_order]
+        vf_ptr = np.concatenate([[0], np.cumsum(deg)])
+        s_keep_a = _collapse_scores(V, F, vf_ptr, vf_idx, eb, ea, 0.3)
+        s_keep_b = _collapse_scores(V, F, vf_ptr, vf_idx, ea, eb, 0.3)
+        keep_a = s_keep_a >= s_keep_b
+        ok = np.maximum(s_keep_a, s_keep_b) >= min_quality
+        keep = np.where(keep_a, ea, eb)[ok]
+        rem = np.where(keep_a, eb, ea)[ok]
+        # Independent set: disjoint regions (both endpoints and their 1-rings), so that
+        # the checks above stay valid when all winners collapse at once.
+        region = (A[keep] + A[rem]).tocoo()
+        reg_e = np.concatenate([region.row, np.arange(len(keep)), np.arange(len(keep))])
+        reg_v = np.concatenate([region.col, keep, rem])
+        win = _independent_edges(reg_e, reg_v, np.arange(len(keep), dtype=np.float64), n)[:need]
+        if os.environ.get("H36M_NVF_DEBUG_DECIMATE"):
+            print("cand", ncand, "valid", len(keep), "win", len(win))
+        if len(win) == 0:
             if min_quality <= 0.01:
                 raise RuntimeError("decimation stalled before reaching the vertex target")
             min_quality *= 0.5
-        nv -= done
+            continue
+        remap = np.arange(n)
+        remap[rem[win]] = keep[win]
+        F = remap[F]
+        F = F[(F[:, 0] != F[:, 1]) & (F[:, 1] != F[:, 2]) & (F[:, 2] != F[:, 0])]
+        nv -= len(win)
         if os.environ.get("H36M_NVF_DEBUG_DECIMATE"):
-            print("pass", nv, done, min_quality)
-    fid = np.nonzero(face_alive)[0]
-    used = np.nonzero(vert_alive)[0]
+            print("round", nv, len(win), min_quality, len(F))
+    used = np.unique(F)
     remap = np.full(n, -1, dtype=np.int64)
     remap[used] = np.arange(len(used))
-    return V[used], remap[F[fid]]
+    return V[used], remap[F]
 
 
 def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -618,10 +598,9 @@ def build_body_mesh() -> tuple[np.ndarray, np.ndarray]:
     from skimage.measure import marching_cubes
 
     prims = _primitives()
-    field, origin = _sample_grid(prims, GRID_SPACING)
-    verts, faces, _, _ = marching_cubes(field, level=0.0, spacing=(GRID_SPACING,) * 3,
-                                        allow_degenerate=False)
-    verts = verts.astype(np.float64) + origin
+    field, axes = _sample_grid(prims, GRID_COARSE, GRID_FINE)
+    idx, faces, _, _ = marching_cubes(field, level=0.0, allow_degenerate=False)
+    verts = np.stack([np.interp(idx[:, d], np.arange(len(axes[d])), axes[d]) for d in range(3)], axis=1)
     faces = faces.astype(np.int64)
     verts, faces = _largest_component(verts, faces)
     if _signed_volume(verts, faces) < 0:
@@ -672,7 +651,9 @@ def _landmark_targets(joints: np.ndarray, verts: np.ndarray, weights: np.ndarray
     nose_zone = head & (np.abs(verts[:, 0]) < 0.03)
     chosen["nose"] = int(np.argmax(np.where(nose_zone, verts[:, 2], -np.inf)))
     for s, side in ((1, "l"), (-1, "r")):
-        chosen[f"{side}eye"] = nearest((s * 0.032, 1.625, 0.12), head)
+        front = head & (verts[:, 2] > 0.06)
+        eye_xy = np.hypot(verts[:, 0] - s * 0.032, verts[:, 1] - 1.625)
+        chosen[f"{side}eye"] = int(np.argmin(np.where(front, eye_xy, np.inf)))
         chosen[f"{side}ear"] = nearest((s * 0.11, 1.60, -0.008), head)
         up = "L" if s > 0 else "R"
         foot = weights[:, j(f"{'left' if s > 0 else 'right'}_ankle")] + \
@@ -703,21 +684,36 @@ def _landmark_permutation(chosen: dict[str, int], n: int) -> np.ndarray:
     return perm
 
 
-def joint_regressor(verts: np.ndarray, weights: np.ndarray, joints: np.ndarray, k: int = 24) -> np.ndarray:
-    """(55, N) regressor: each row an affine combination (sum 1) of the k vertices nearest
-    to the joint among those skinned to it, its parent or its children; exact on ``verts``."""
+def _direction_set() -> np.ndarray:
+    g = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)
+                  if (i, j, k) != (0, 0, 0)], dtype=float)
+    return g / np.linalg.norm(g, axis=1, keepdims=True)
+
+
+def joint_regressor(verts: np.ndarray, weights: np.ndarray, joints: np.ndarray) -> np.ndarray:
+    """(55, N) regressor whose rows are affine combinations (sum 1) of vertices around each
+    joint, exact on ``verts``.
+
+    For each of 26 directions the vertex (skinned to the joint, its parent or its children)
+    that lies most in that direction from the joint is picked, so the joint sits inside their
+    hull; the minimum-norm weights with sum 1 and weighted mean = joint are used.
+    """
     reg = np.zeros((NUM_JOINTS, len(verts)))
     children = [np.nonzero(SMPLX_PARENTS == i)[0] for i in range(NUM_JOINTS)]
+    dirs = _direction_set()
     for i in range(NUM_JOINTS):
         related = [i, *children[i]] + ([SMPLX_PARENTS[i]] if SMPLX_PARENTS[i] >= 0 else [])
         if i in (SMPLX55.index("left_eye_smplhf"), SMPLX55.index("right_eye_smplhf")):
             related = [SMPLX55.index("head")]
         cand = np.nonzero(weights[:, related].sum(axis=1) > 0.05)[0]
-        d = np.linalg.norm(verts[cand] - joints[i], axis=1)
-        idx = cand[np.argsort(d, kind="stable")[:k]]
+        off = verts[cand] - joints[i]
+        dist = np.linalg.norm(off, axis=1)
+        near = dist <= 3.0 * np.sort(dist)[min(8, len(dist) - 1)]
+        cand, off, dist = cand[near], off[near], dist[near]
+        score = (off / dist[:, None]) @ dirs.T - 0.5 * (dist / dist.max())[:, None]
+        idx = np.unique(cand[np.argmax(score, axis=0)])
         A = np.vstack([np.ones(len(idx)), (verts[idx] - joints[i]).T])  # (4, k)
-        b = np.array([1.0, 0.0, 0.0, 0.0])
-        w = A.T @ np.linalg.solve(A @ A.T, b)
+        w = A.T @ np.linalg.solve(A @ A.T, np.array([1.0, 0.0, 0.0, 0.0]))
         reg[i, idx] = w
     return reg
 
@@ -822,7 +818,7 @@ def expression_directions(verts: np.ndarray, rng: np.random.Generator) -> np.nda
     6..99 seed-dependent smooth local face motions.
     """
     m = face_mask(verts)
-    x, y, z = verts[:, 0], verts[:, 1], verts[:, 2]
+    x, y = verts[:, 0], verts[:, 1]
     dirs = np.zeros((len(verts), 3, NUM_EXPRESSION_DIRS))
 
     def blob(cx, cy, r):
@@ -855,7 +851,7 @@ def expression_directions(verts: np.ndarray, rng: np.random.Generator) -> np.nda
 
 
 def _ray_cast(origins: np.ndarray, dirs: np.ndarray, tris: np.ndarray):
-    """Farthest hit of each ray (R,) on triangles (T, 3, 3): (triangle index, barycentrics)."""
+    """First hit of each ray (R,) on triangles (T, 3, 3): (triangle index, barycentrics)."""
     e1 = tris[:, 1] - tris[:, 0]
     e2 = tris[:, 2] - tris[:, 0]
     face_idx = np.full(len(origins), -1)
@@ -873,7 +869,7 @@ def _ray_cast(origins: np.ndarray, dirs: np.ndarray, tris: np.ndarray):
         hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0)
         if not hit.any():
             raise RuntimeError("face landmark ray missed the head")
-        i = int(np.argmax(np.where(hit, t, -np.inf)))
+        i = int(np.argmin(np.where(hit, t, np.inf)))
         face_idx[r] = i
         bary[r] = (1 - u[i] - v[i], u[i], v[i])
     return face_idx, bary
@@ -939,8 +935,8 @@ def hand_mean_and_components(rng: np.random.Generator):
     for mean in (left.ravel(), right.ravel()):
         first = mean / np.linalg.norm(mean)
         rest = rng.normal(size=(44, 45))
-        q, _ = np.linalg.qr(np.vstack([first, rest]).T)
-        q = q.T * np.sign(q.T @ first)[:, None] if False else q.T
+        q, _ = np.linalg.qr(np.vstack([first, rest]).T)  # first column is +-first
+        q = q.T
         q[0] = first
         comps.append(q)
     return left.ravel(), right.ravel(), comps[0], comps[1]
@@ -950,12 +946,17 @@ def hand_mean_and_components(rng: np.random.Generator):
 # Assembly and file
 
 
-def build_model_arrays(seed: int = 0) -> dict[str, np.ndarray]:
-    """Every array of the SMPL-X v1.1 file, keyed as smplx reads them (model frame)."""
+def build_model_arrays(seed: int = 0, body: tuple[np.ndarray, np.ndarray] | None = None
+                       ) -> dict[str, np.ndarray]:
+    """Every array of the SMPL-X v1.1 file, keyed as smplx reads them (model frame).
+
+    ``body``: the output of ``build_body_mesh()`` when already at hand (it does not depend
+    on the seed and is the slow part).
+    """
     rng = np.random.default_rng([seed, 0x5A17])
     prims = _primitives()
     joints = design_joints()
-    verts, faces = build_body_mesh()
+    verts, faces = build_body_mesh() if body is None else body
     weights, member = skinning_weights(prims, verts)
     chosen = _landmark_targets(joints, verts, weights)
     # Spares: duplicates of the first body vertices that are not landmarks.
@@ -1016,11 +1017,15 @@ def write_npz_deterministic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
-def write_synthetic_model(out_dir: str | Path, seed: int = 0) -> Path:
-    """Generate the synthetic model and write ``out_dir/SMPLX_NEUTRAL.npz``; returns its path."""
+def write_synthetic_model(out_dir: str | Path, seed: int = 0,
+                          body: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+    """Generate the synthetic model and write ``out_dir/SMPLX_NEUTRAL.npz``; returns its path.
+
+    smplx.create(path) loads it; smplx.create(folder) expects ``folder/smplx/SMPLX_NEUTRAL.npz``.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / MODEL_FILENAME
-    write_npz_deterministic(path, build_model_arrays(seed))
+    write_npz_deterministic(path, build_model_arrays(seed, body))
     return path
 
