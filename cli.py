@@ -520,5 +520,33 @@ def demo(work: Path, epochs: int, workers: int | None, scheduler: str | None, no
     click.echo(format_summary(summary))
 
 
+@main.command("spot-check")
+@click.option("--h36m", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Release root (holds metadata.xml).")
+@selection_options
+@click.option("--frames-per-sequence", type=click.IntRange(min=2), default=10, show_default=True,
+              help="Frames of the one sequence per subject that is checked.")
+@click.option("--max-fit-p95-mm", type=float, default=20.0, show_default=True, help="Fit error threshold (p95, mm).")
+@click.option("--body-model", default="synthetic", show_default=True, help="SMPL-X file or folder, or 'synthetic'.")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write the checks as JUnit XML.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="dask workers.")
+@click.option("--scheduler", default=None, help="Attach to an existing dask scheduler.")
+@user_errors
+def spot_check(h36m: Path, frames_per_sequence: int, max_fit_p95_mm: float, body_model: str, junit: Path | None,
+               workers: int | None, scheduler: str | None, **selection) -> None:
+    """Every stage on a small subset in a temporary work dir; exit 0 only if all checks hold."""
+    from pipeline.spotcheck import SpotCheckConfig, format_verdict, junit_xml, spot_check
+    from pipeline.store import atomic_write_bytes
+
+    config = SpotCheckConfig(frames=frames_per_sequence, max_fit_p95_mm=max_fit_p95_mm, body_model=body_model,
+                             workers=workers, scheduler=scheduler)
+    checks = spot_check(h36m, build_selection_from(selection), config, echo=click.echo)
+    click.echo(format_verdict(checks))
+    if junit:
+        atomic_write_bytes(junit, junit_xml(checks).encode())
+    if not all(c.ok for c in checks):
+        raise SystemExit(1)
+
+
 if __name__ == "__main__":
     main()

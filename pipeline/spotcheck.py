@@ -1,0 +1,122 @@
+"""``h36m-nvf spot-check``: every stage on a small subset, thresholds, a one-screen verdict.
+
+For CI systems that guard a dataset: a few frames of one sequence per subject go through
+extract → fit → sample → h3wb in a temporary work dir; then the shards are validated and
+thresholds applied. Exit 0 only when every check holds; ``--junit`` writes the checks as
+JUnit XML for CI dashboards.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+from pipeline.selection import Selection
+
+
+@dataclass(frozen=True)
+class SpotCheckConfig:
+    """What the spot check runs and what it demands."""
+
+    frames: int = 10
+    """Mocap frames per chosen sequence (from --frames' start, every frame)."""
+    max_fit_p95_mm: float = 20.0
+    """Fail when the 95th percentile of the fit's MPJPE exceeds this (mm)."""
+    validate_samples: int = 2
+    """Shard samples whose contents the validator recomputes, per split folder."""
+    body_model: str = "synthetic"
+    """SMPL-X file or folder, or "synthetic"."""
+    workers: int | None = None
+    """dask workers (default: one per core)."""
+    scheduler: str | None = None
+    """An existing dask scheduler instead of a LocalCluster."""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    seconds: float = 0.0
+
+
+def choose_subset(h36m: Path, selection: Selection, frames: int) -> Selection:
+    """One sequence per selected subject (the first usable one), ``frames`` frames each."""
+    from pipeline.errors import DataError
+    from pipeline.h36m import read_release
+
+    release = read_release(h36m, selection, count_frames=False)
+    first: dict[str, str] = {}
+    for seq in release.sequences:
+        if not seq.problems and seq.subject not in first:
+            first[seq.subject] = seq.name
+    if not first:
+        raise DataError(f"{h36m}: no usable sequence for the selection")
+    start = selection.frames[0]
+    return replace(selection, subjects=tuple(first), actions=tuple(sorted(set(first.values()))),
+                   frames=(start, start + frames), stride=1)
+
+
+def spot_check(h36m: Path, selection: Selection, config: SpotCheckConfig = SpotCheckConfig(),
+               work: Path | None = None, echo=print) -> list[Check]:
+    """Run the subset through every stage and return the checks (all must be ok)."""
+    if work is None:
+        with tempfile.TemporaryDirectory(prefix="h36m-nvf-spot-") as tmp:
+            return spot_check(h36m, selection, config, Path(tmp), echo)
+    from pipeline.api import run_stages
+    from pipeline.audit import read_fits, summarize
+    from pipeline.store import WorkDir
+    from pipeline.validate import ValidateConfig, validate_shards
+
+    subset = choose_subset(Path(h36m), selection, config.frames)
+    echo(f"spot-check: {', '.join(f'{s}' for s in subset.subjects)} / {', '.join(subset.actions)}, "
+         f"frames {subset.frames[0]}:{subset.frames[1]}")
+    checks = []
+    t0 = time.perf_counter()
+    reports = run_stages(["extract", "fit", "sample", "h3wb"], work, h36m=h36m, selection=subset, stride=1,
+                         options={"body_model": config.body_model, "train_stride": 2, "test_stride": 2},
+                         scheduler=config.scheduler, workers=config.workers, progress=False)
+    for r in reports:
+        reasons = "; ".join(f"{o.key}: {o.reason}" for o in r.failed)
+        checks.append(Check(f"stage {r.stage}", not r.failed,
+                            reasons or f"{len(r.outcomes)} units ok", r.seconds))
+    if len(reports) < 4:
+        return checks + [Check("pipeline", False, "stopped after a failing stage", time.perf_counter() - t0)]
+
+    fit = summarize(read_fits(WorkDir(work)))["overall"]
+    checks.append(Check("fit p95 MPJPE", fit["p95_mm"] <= config.max_fit_p95_mm,
+                        f"{fit['p95_mm']:.2f} mm over {fit['frames']} frames (limit {config.max_fit_p95_mm} mm)"))
+    t1 = time.perf_counter()
+    checked, problems = validate_shards(Path(work) / "shards",
+                                        ValidateConfig(samples=config.validate_samples, body_model=config.body_model))
+    checks.append(Check("validate shards", not problems and checked > 0,
+                        "; ".join(problems) or f"{checked} samples recomputed", time.perf_counter() - t1))
+    manifest = json.loads((Path(work) / "h3wb" / "manifest.json").read_text())
+    counts = {split: c.get("samples", 0) for split, c in manifest["counts"].items()}
+    poses_ok = all(n % 4 == 0 for n in counts.values())
+    checks.append(Check("h3wb files", sum(counts.values()) > 0 and poses_ok,
+                        f"samples per split {counts} (each pose in 4 cameras)"))
+    return checks
+
+
+def format_verdict(checks: list[Check]) -> str:
+    width = max(len(c.name) for c in checks)
+    lines = [f"{'PASS' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}" for c in checks]
+    ok = all(c.ok for c in checks)
+    lines.append(f"spot-check: {'PASSED' if ok else 'FAILED'} ({sum(c.ok for c in checks)}/{len(checks)} checks)")
+    return "\n".join(lines)
+
+
+def junit_xml(checks: list[Check]) -> str:
+    failures = sum(not c.ok for c in checks)
+    cases = []
+    for c in checks:
+        body = "" if c.ok else f"<failure message={quoteattr(c.detail[:200])}>{escape(c.detail)}</failure>"
+        cases.append(f'  <testcase classname="h36m-nvf.spot-check" name={quoteattr(c.name)} '
+                     f'time="{c.seconds:.3f}">{body}</testcase>')
+    return (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="h36m-nvf spot-check" '
+            f'tests="{len(checks)}" failures="{failures}" errors="0">\n' + "\n".join(cases) + "\n</testsuite>\n")
