@@ -1,0 +1,683 @@
+"""Batched SMPLify-X-style fitting of SMPL-X to mocap joints (same code on CPU and CUDA).
+
+Per subject: betas (shape) fitted jointly with the poses of frames drawn from all of the
+subject's sequences. Per sequence: every mocap frame gets its own pose
+(global_orient, body_pose, transl = 69 parameters), hands, face and expression stay at
+their mean. Each frame is a tiny non-linear least-squares problem, solved for many frames
+at once with Levenberg–Marquardt (per-frame damping, Jacobians by forward-mode autodiff
+vmapped over frames). Only the 55 joints and the few vertices the targets read are skinned
+(fitting.lbs_subset).
+
+Energy per frame (residual form; LM accepts a step only if the true energy drops):
+  data      Geman–McClure on predicted vs mocap joints, in units of DATA_UNIT_M, linearised
+            by IRLS (weights frozen within a step);
+  pose      L2 on body_pose (or a user's GMM) — little twist where twist is unobservable;
+  limits    knees/elbows bending the wrong way (fitting.priors);
+  temporal  body_pose and transl minus the mean of the neighbouring frames (held fixed
+            within one LM round, refreshed between rounds).
+
+Schedule for a sequence: a rigid (Kabsch) start from the torso, LM on keyframes every
+``keyframe_step`` frames (keyframes stuck in a bad minimum restart from the nearest good
+one); a forward sweep fits the frames between keyframes, each warm-started from its solved
+predecessor, all chunks in one batch per step; a backward sweep redoes frames still stuck
+from their successor; a last LM pass on all frames adds temporal smoothness.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.func import jacfwd
+
+from fitting.correspondence import correspondence_vertex_ids, correspondence_weights
+from fitting.errors import BodyModelError
+from fitting.joint_sets import H36M17_FROM_H36M32, H36M32
+from fitting.lbs_subset import (
+    NUM_BODY_JOINTS,
+    NUM_JOINTS,
+    SubsetSkinner,
+    pose_subset,
+    pose_subset_with_jacobian,
+    rest_joints,
+    rest_vertices,
+    skinner_from_smplx,
+)
+from fitting.losses import gmof_energy, neighbour_mean, per_joint_error_mm
+from fitting.priors import ANGLE_LIMIT_INDEX, ANGLE_LIMIT_SIGN, GMMPrior, angle_limit_residual
+
+log = logging.getLogger(__name__)
+
+NUM_POSE_PARAMS = 3 * (1 + NUM_BODY_JOINTS) + 3
+"""Parameters per frame: global_orient (3), body_pose (63), transl (3)."""
+DATA_UNIT_M = 0.01
+"""Data residuals are expressed in centimetres so that prior weights read as 'cm^2 per rad^2'."""
+TORSO_H36M32 = ("Hips", "RightUpLeg", "LeftUpLeg", "Spine", "Spine1", "Neck", "LeftArm", "RightArm")
+"""Joints used for the rigid start (little affected by the body pose near the rest pose)."""
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Settings of the fitter."""
+
+    device: str = "auto"
+    """"auto" (CUDA when available), "cuda" or "cpu"."""
+    dtype: str = "float32"
+    """Floating type of the optimisation ("float32" or "float64")."""
+    data_sigma_m: float = 0.05
+    """Geman–McClure scale of the joint loss, metres (phase two of each solve)."""
+    pose_prior_weight: float = 1e-2
+    """Weight of the L2 body-pose prior (data in cm, angles in rad)."""
+    gmm_prior_weight: float = 1e-2
+    """Weight of a user's GMM prior (replaces the L2 prior when given)."""
+    angle_limit_weight: float = 1e4
+    """Weight of the knee/elbow hyper-extension hinge."""
+    temporal_weight: float = 1e-1
+    """Weight of the smoothness term on body_pose (rad) and transl (scaled to cm)."""
+    beta_prior_weight: float = 1e-3
+    """Weight of the L2 prior on betas (per frame of the shape fit)."""
+    keyframe_step: int = 16
+    """Keyframe spacing: frames between keyframes are fitted in sweeps warm-started from
+    their neighbour, all chunks in one batch per step."""
+    keyframe_iters: int = 40
+    """LM iterations on keyframes from the rigid start."""
+    sweep_iters: int = 5
+    """LM iterations per frame in a warm-started sweep."""
+    frame_iters: int = 4
+    """LM iterations of the final all-frames pass with smoothness (split over rounds)."""
+    temporal_rounds: int = 2
+    """Rounds over which the smoothness neighbours are refreshed."""
+    shape_frames: int = 96
+    """Frames drawn from all of a subject's sequences for the shape fit."""
+    shape_iters: int = 25
+    """Joint (betas + poses) LM iterations of the shape fit."""
+    retry_mm: float = 3.0
+    """A frame counts as stuck when its MPJPE exceeds max(retry_mm, 2 x the median
+    frame's): stuck keyframes restart from good ones, stuck frames from their neighbours."""
+    chunk_frames: int = 0
+    """Frames per LM batch (0: 4096 on CUDA, 512 on CPU)."""
+    tol: float = 1e-3
+    """A frame has converged when an LM step lowers its energy (cm^2 units) by less than
+    tol x (energy + 1)."""
+
+
+def resolve_device(device: str) -> torch.device:
+    """torch device for "auto" | "cuda" | "cpu" (BodyModelError-free: ValueError on others)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cuda", "cpu") and not device.startswith("cuda:"):
+        raise ValueError(f"unknown device {device!r}; use auto, cuda or cpu")
+    return torch.device(device)
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class JointTargets:
+    """How predicted mocap joints are read off the posed body, and which mocap rows they fit."""
+
+    skinner: SubsetSkinner
+    weights_joints: torch.Tensor
+    """(M, 55) weights on posed skeleton joints."""
+    weights_vertices: torch.Tensor
+    """(M, K) weights on the skinned vertex subset."""
+    target_rows: torch.Tensor
+    """(M,) rows of the (T, 32, 3) mocap that the M predictions fit."""
+    eval_rows: torch.Tensor
+    """(17,) rows of the M predictions that form the h36m17 evaluation set."""
+    torso_rows: torch.Tensor
+    """Rows of the M predictions used for the rigid start."""
+
+    def predict(self, joints55: torch.Tensor, verts: torch.Tensor) -> torch.Tensor:
+        """(..., M, 3) predicted mocap joints from joints55 (..., 55, 3) and verts (..., K, 3)."""
+        return self.weights_joints @ joints55 + self.weights_vertices @ verts
+
+
+def named_targets(model, *, dtype, device) -> JointTargets:
+    """The named H36M32 <-> SMPL-X correspondence (fitting.correspondence)."""
+    w_j, w_v = correspondence_weights()
+    sk = skinner_from_smplx(model, correspondence_vertex_ids(), dtype=dtype, device=device)
+    torso = [H36M32.index(n) for n in TORSO_H36M32]
+    return JointTargets(
+        sk, torch.as_tensor(w_j, dtype=dtype, device=device), torch.as_tensor(w_v, dtype=dtype, device=device),
+        torch.arange(32, device=device), torch.as_tensor(H36M17_FROM_H36M32, device=device),
+        torch.as_tensor(torso, device=device))
+
+
+def load_joint_regressor(path: str | Path, num_vertices: int) -> np.ndarray:
+    """A user's joint regressor (17 x V or 32 x V, .npy or .npz), float64.
+
+    Raises BodyModelError naming the file when it is missing, unreadable or of a bad shape.
+    """
+    path = Path(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.lib.npyio.NpzFile):
+            keys = [k for k in ("J_regressor", "regressor", "joint_regressor") if k in data.files] or data.files
+            if not keys:
+                raise ValueError("empty archive")
+            data = data[keys[0]]
+        reg = np.asarray(data, dtype=np.float64)
+    except FileNotFoundError:
+        raise BodyModelError(f"{path}: joint regressor file not found") from None
+    except Exception as e:
+        raise BodyModelError(f"{path}: cannot read a joint regressor (.npy/.npz): {e}") from None
+    if reg.ndim != 2 or reg.shape[0] not in (17, 32) or reg.shape[1] != num_vertices:
+        raise BodyModelError(f"{path}: joint regressor has shape {reg.shape}, expected (17, {num_vertices}) "
+                             f"or (32, {num_vertices})")
+    if not np.all(np.isfinite(reg)):
+        raise BodyModelError(f"{path}: joint regressor contains non-finite values")
+    return reg
+
+
+def regressor_targets(model, regressor: np.ndarray, *, dtype, device) -> JointTargets:
+    """Targets from a user's (17|32, V) regressor applied to posed vertices."""
+    support = np.flatnonzero(np.abs(regressor).sum(0) > 0)
+    sk = skinner_from_smplx(model, support, dtype=dtype, device=device)
+    m = regressor.shape[0]
+    if m == 17:
+        rows, eval_rows = H36M17_FROM_H36M32, np.arange(17)
+        torso = [0, 1, 4, 7, 8, 11, 14]  # pelvis, hips, spine, thorax, shoulders
+    else:
+        rows, eval_rows = np.arange(32), H36M17_FROM_H36M32
+        torso = [H36M32.index(n) for n in TORSO_H36M32]
+    return JointTargets(
+        sk, torch.zeros((m, NUM_JOINTS), dtype=dtype, device=device),
+        torch.as_tensor(regressor[:, support], dtype=dtype, device=device),
+        torch.as_tensor(rows, device=device), torch.as_tensor(eval_rows, device=device),
+        torch.as_tensor(torso, device=device))
+
+
+# ----------------------------------------------------------------------------- rotations
+
+
+def matrix_to_rotvec(r: torch.Tensor) -> torch.Tensor:
+    """(..., 3) axis-angle of rotation matrices (..., 3, 3), robust up to angle pi."""
+    m = r
+    tr = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
+    # Quaternion via the largest of four candidates (Shepperd), then 2 atan2(|v|, w).
+    cands = torch.stack([
+        torch.stack([1 + tr, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
+        torch.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2], m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
+        torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], m[..., 1, 2] + m[..., 2, 1]], -1),
+        torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1),
+    ], -2)  # (..., 4, 4): row i is 4 q_i q
+    diag = torch.stack([1 + tr, 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
+                        1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], 1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1)
+    best = diag.argmax(-1)
+    q = torch.take_along_dim(cands, best[..., None, None], dim=-2)[..., 0, :]
+    q = q / torch.linalg.norm(q, dim=-1, keepdim=True)
+    q = q * torch.where(q[..., :1] < 0, -1.0, 1.0)
+    v = q[..., 1:]
+    s = torch.linalg.norm(v, dim=-1, keepdim=True)
+    angle = 2 * torch.atan2(s, q[..., :1])
+    scale = torch.where(s > 1e-8, angle / s.clamp_min(1e-12), 2.0 + 0 * s)
+    return v * scale
+
+
+def kabsch(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rigid (R, t) with dst ≈ R src + t, least squares. src, dst (..., N, 3) -> R (..., 3, 3), t (..., 3)."""
+    cs, cd = src.mean(-2, keepdim=True), dst.mean(-2, keepdim=True)
+    h = (src - cs).transpose(-1, -2) @ (dst - cd)
+    u, _, vt = torch.linalg.svd(h)
+    d = torch.sign(torch.linalg.det(vt.transpose(-1, -2) @ u.transpose(-1, -2)))
+    fix = torch.ones_like(h[..., 0])
+    fix = torch.cat([fix[..., :2], d[..., None]], -1)
+    r = vt.transpose(-1, -2) @ torch.diag_embed(fix) @ u.transpose(-1, -2)
+    t = cd[..., 0, :] - (r @ cs[..., 0, :, None])[..., 0]
+    return r, t
+
+
+# ----------------------------------------------------------------------------- LM core
+
+
+def _solve_spd(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """x = a^-1 b for batched SPD a (..., n, n), b (..., n); float64 inside for stability."""
+    a64, b64 = a.double(), b.double()
+    chol, info = torch.linalg.cholesky_ex(a64)
+    x = torch.cholesky_solve(b64[..., None], chol)[..., 0]
+    bad = info != 0
+    if bool(bad.any()):
+        x = torch.where(bad[..., None], torch.linalg.lstsq(a64, b64[..., None]).solution[..., 0], x)
+    return x.to(a.dtype)
+
+
+@dataclass
+class LMResult:
+    params: torch.Tensor
+    """(B, P) solution."""
+    cost: torch.Tensor
+    """(B,) final energy."""
+    converged: torch.Tensor
+    """(B,) bool."""
+    iterations: int = 0
+
+
+def lm_batched(fn, params: torch.Tensor, iters: int, tol: float, lam0: float = 1e-3) -> LMResult:
+    """Levenberg–Marquardt on B independent problems at once, with per-problem damping.
+
+    Args:
+        fn: ``fn(p (B, P), jacobian: bool) -> (r (B, R), J (B, R, P) or None, cost (B,))``:
+            Gauss–Newton residuals (|r|^2 = cost except for IRLS-weighted robust terms) and
+            the true energy; problems must be independent (row b depends on row b of p only).
+        params: (B, P) start.
+    """
+    b = params.shape[0]
+    lam = params.new_full((b,), lam0)
+    converged = torch.zeros(b, dtype=torch.bool, device=params.device)
+    r, jac, cost = fn(params, True)
+    done = 0
+    for it in range(1, iters + 1):
+        done = it
+        a = jac.transpose(-1, -2) @ jac
+        g = (jac.transpose(-1, -2) @ r[..., None])[..., 0]
+        diag = a.diagonal(dim1=-2, dim2=-1)
+        step = -_solve_spd(a + torch.diag_embed(lam[:, None] * (diag + 1e-6)), g)
+        trial = params + step
+        r_new, jac_new, cost_new = fn(trial, True)
+        accept = torch.isfinite(cost_new) & (cost_new < cost)
+        converged = accept & ((cost - cost_new) < tol * (cost + 1.0))
+        params = torch.where(accept[:, None], trial, params)
+        r = torch.where(accept[:, None], r_new, r)
+        jac = torch.where(accept[:, None, None], jac_new, jac)
+        cost = torch.where(accept, cost_new, cost)
+        lam = torch.where(accept, lam / 3, lam * 4).clamp(1e-9, 1e9)
+        if bool(converged.all()):
+            break
+    return LMResult(params, cost, converged, done)
+
+
+# ----------------------------------------------------------------------------- fitter
+
+
+@dataclass
+class SequenceFit:
+    """Per-frame SMPL-X parameters and metrics of one sequence (numpy, world frame, metres)."""
+
+    global_orient: np.ndarray
+    """(T, 3) radians."""
+    body_pose: np.ndarray
+    """(T, 63) radians."""
+    transl: np.ndarray
+    """(T, 3) metres."""
+    mpjpe_mm: np.ndarray
+    """(T,) mean error over the h36m17 joints, mm."""
+    joint_err_mm: np.ndarray
+    """(T, 17) per-joint error, mm."""
+    converged: np.ndarray
+    """(T,) bool."""
+    energies: dict = field(default_factory=dict)
+    """name -> (T,) energy per frame (data, pose_prior, angle_limits, temporal)."""
+
+
+class Fitter:
+    """SMPL-X fitter for one body model, one correspondence and one config."""
+
+    def __init__(self, model, config: FitConfig = FitConfig(), *, regressor: np.ndarray | None = None,
+                 gmm: GMMPrior | None = None):
+        """
+        Args:
+            model: an ``smplx.SMPLX`` module with num_betas=10 (its device/dtype do not matter).
+            regressor: optional (17|32, V) user regressor replacing the named correspondence.
+            gmm: optional GMM pose prior replacing the L2 prior.
+        """
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.dtype = {"float32": torch.float32, "float64": torch.float64}[config.dtype]
+        kw = dict(dtype=self.dtype, device=self.device)
+        self.targets = (named_targets(model, **kw) if regressor is None
+                        else regressor_targets(model, regressor, **kw))
+        self.skinner = self.targets.skinner
+        self.num_betas = self.skinner.num_betas
+        self.gmm = gmm.to(self.dtype, self.device) if gmm is not None else None
+        self.chunk = config.chunk_frames or (4096 if self.device.type == "cuda" else 512)
+
+    # -- residuals -------------------------------------------------------------------
+
+    def _full_pose(self, p: torch.Tensor) -> torch.Tensor:
+        body = p[..., : 3 * (1 + NUM_BODY_JOINTS)].unflatten(-1, (-1, 3))
+        rest = body.new_zeros((*body.shape[:-2], NUM_JOINTS - 1 - NUM_BODY_JOINTS, 3))
+        return torch.cat([body, rest], -2)
+
+    def _predict(self, p, joints_rest, verts_rest):
+        joints, verts = pose_subset(self.skinner, self._full_pose(p), p[..., 66:69],
+                                    joints_rest=joints_rest, verts_rest=verts_rest)
+        return self.targets.predict(joints, verts)
+
+    def _prior_residual(self, body_pose):
+        c = self.config
+        if self.gmm is not None:
+            prior = math.sqrt(c.gmm_prior_weight) * self.gmm.residual(body_pose)
+        else:
+            prior = math.sqrt(c.pose_prior_weight) * body_pose
+        return prior, math.sqrt(c.angle_limit_weight) * angle_limit_residual(body_pose)
+
+    def residuals(self, p, target, joints_rest, verts_rest, nbr, w_time, sigma, jacobian: bool):
+        """Stacked residuals of frames, optionally with their exact Jacobian.
+
+        Args:
+            p: (B, 69) [global_orient, body_pose, transl]; target: (B, M, 3) metres;
+            joints_rest (55, 3), verts_rest (K, 3): the subject's rest shape;
+            nbr: (B, 69) neighbour means for smoothness; w_time: (B,) its weight;
+            sigma: Geman–McClure scale, metres.
+        Returns:
+            r (B, R) and J (B, R, 69) (None unless jacobian), R = 3M + 63 + 4 + 66.
+        """
+        full_pose, transl = self._full_pose(p), p[:, 66:69]
+        if jacobian:
+            joints, verts, dj, dv = pose_subset_with_jacobian(self.skinner, full_pose, transl, joints_rest, verts_rest)
+        else:
+            joints, verts = pose_subset(self.skinner, full_pose, transl, joints_rest=joints_rest, verts_rest=verts_rest)
+        tg = self.targets
+        err = tg.predict(joints, verts) - target
+        # IRLS: residual sqrt(rho'(|e|^2)) e with the weight frozen in the Jacobian; the
+        # true Geman–McClure energy decides whether a step is accepted.
+        sq = (err * err).sum(-1, keepdim=True)
+        irls = sigma * sigma / (sigma * sigma + sq)
+        data = irls * err / DATA_UNIT_M
+        body = p[:, 3:66]
+        prior, limits = self._prior_residual(body)
+        sq_wt = torch.sqrt(w_time)[:, None]
+        smooth = sq_wt * self._smooth_vector(p - nbr)
+        r = torch.cat([data.flatten(1), prior, limits, smooth], 1)
+        rest = r[:, data.shape[1] * 3:]
+        cost = gmof_energy(err, sigma).sum(-1) / DATA_UNIT_M**2 + (rest * rest).sum(-1)
+        if not jacobian:
+            return r, None, cost
+        b, m = err.shape[:2]
+        # d pred / d params: rotations of joints 0..21 and the translation
+        d_pred = torch.einsum("mk,bkcji->bmcji", tg.weights_joints, dj) \
+            + torch.einsum("mk,bkcji->bmcji", tg.weights_vertices, dv)
+        d_pred = d_pred.flatten(-2)  # (B, M, 3, 66)
+        row_sum = tg.weights_joints.sum(1) + tg.weights_vertices.sum(1)  # (M,)
+        eye3 = torch.eye(3, dtype=p.dtype, device=p.device)
+        d_pred = torch.cat([d_pred, row_sum[None, :, None, None] * eye3.expand(b, m, 3, 3)], -1)  # (B, M, 3, 69)
+        j_data = (irls[..., None] * d_pred / DATA_UNIT_M).flatten(1, 2)  # (B, 3M, 69)
+        n_p = p.shape[1]
+        j_prior = p.new_zeros((b, prior.shape[1], n_p))
+        if self.gmm is not None:
+            j_prior[:, :, 3:66] = math.sqrt(self.config.gmm_prior_weight) * self.gmm.jacobian(body)
+        else:
+            j_prior[:, :, 3:66] = math.sqrt(self.config.pose_prior_weight) * torch.eye(63, dtype=p.dtype, device=p.device)
+        j_lim = p.new_zeros((b, limits.shape[1], n_p))
+        idx = torch.as_tensor(ANGLE_LIMIT_INDEX, device=p.device)
+        sign = torch.as_tensor(ANGLE_LIMIT_SIGN, dtype=p.dtype, device=p.device)
+        active = (body[:, idx] * sign > 0).to(p.dtype)
+        j_lim[:, torch.arange(len(idx)), 3 + idx] = math.sqrt(self.config.angle_limit_weight) * sign * active
+        j_smooth = p.new_zeros((b, 66, n_p))
+        diag_s = torch.cat([torch.ones(63, dtype=p.dtype, device=p.device),
+                            torch.full((3,), 1 / DATA_UNIT_M, dtype=p.dtype, device=p.device)])
+        j_smooth[:, torch.arange(66), torch.arange(3, 69)] = sq_wt * diag_s
+        return r, torch.cat([j_data, j_prior, j_lim, j_smooth], 1), cost
+
+    @staticmethod
+    def _smooth_vector(d):
+        return torch.cat([d[..., 3:66], d[..., 66:69] / DATA_UNIT_M], -1)
+
+    # -- public API ------------------------------------------------------------------
+
+    def mocap_targets(self, joints_world) -> torch.Tensor:
+        """(T, M, 3) fitted rows of mocap joints (T, 32, 3) metres, on the fit device."""
+        j = torch.as_tensor(np.asarray(joints_world), dtype=self.dtype, device=self.device)
+        if j.ndim != 3 or j.shape[1:] != (32, 3):
+            raise ValueError(f"mocap joints must be (T, 32, 3), got {tuple(j.shape)}")
+        return j[:, self.targets.target_rows]
+
+    def rigid_start(self, target: torch.Tensor, joints_rest: torch.Tensor, verts_rest: torch.Tensor) -> torch.Tensor:
+        """(T, 69) start: zero body pose, torso aligned rigidly to target (T, M, 3)."""
+        zero = target.new_zeros((NUM_POSE_PARAMS,))
+        pred0 = self._predict(zero, joints_rest, verts_rest)  # (M, 3) rest pose, root at rest place
+        torso = self.targets.torso_rows
+        r, t = kabsch(pred0[torso].expand(target.shape[0], -1, -1), target[:, torso])
+        pelvis = joints_rest[..., 0, :]
+        transl = t - pelvis + (r @ pelvis[..., None])[..., 0]
+        p = target.new_zeros((target.shape[0], NUM_POSE_PARAMS))
+        p[:, :3] = matrix_to_rotvec(r)
+        p[:, 66:69] = transl
+        return p
+
+    def solve_frames(self, p0, target, betas, iters, *, nbr=None, w_time=0.0, robust_from=0.5) -> LMResult:
+        """LM on frames (T, 69) against target (T, M, 3) with fixed betas (NB,), chunked.
+
+        The first ``robust_from`` fraction of iterations uses a wide (nearly quadratic) loss to
+        pull far-off limbs in; the rest the configured Geman–McClure scale.
+        """
+        jr = rest_joints(self.skinner, betas)
+        vr = rest_vertices(self.skinner, betas)
+        nbr = p0 if nbr is None else nbr
+        wt = torch.full((p0.shape[0],), float(w_time), dtype=self.dtype, device=self.device)
+        out_p, out_c, out_conv = [], [], []
+        n_wide = int(round(iters * robust_from))
+        for s in range(0, p0.shape[0], self.chunk):
+            sl = slice(s, s + self.chunk)
+            p = p0[sl]
+            res = None
+            for sigma, n in ((1.0, n_wide), (self.config.data_sigma_m, iters - n_wide)):
+                if n <= 0:
+                    continue
+
+                def fn(x, jacobian, sl=sl, sigma=sigma):
+                    return self.residuals(x, target[sl], jr, vr, nbr[sl], wt[sl], sigma, jacobian)
+
+                res = lm_batched(fn, p, n, self.config.tol)
+                p = res.params
+            out_p.append(res.params)
+            out_c.append(res.cost)
+            out_conv.append(res.converged)
+        return LMResult(torch.cat(out_p), torch.cat(out_c), torch.cat(out_conv))
+
+    def frame_errors_mm(self, params, target, betas) -> torch.Tensor:
+        """(T, 17) h36m17 joint errors in mm of params (T, 69) against target (T, M, 3)."""
+        jr, vr = rest_joints(self.skinner, betas), rest_vertices(self.skinner, betas)
+        pred = self._predict(params, jr, vr)
+        ev = self.targets.eval_rows
+        return per_joint_error_mm(pred[:, ev], target[:, ev])
+
+    def _log(self, what, err):
+        if log.isEnabledFor(logging.DEBUG):
+            e = err.detach().cpu().numpy()
+            log.debug("%s: MPJPE mean %.3f median %.3f max %.3f mm, stuck %d", what, e.mean(), np.median(e), e.max(),
+                      int(self._stuck(err).sum()))
+
+    def _stuck(self, err: torch.Tensor) -> torch.Tensor:
+        """(T,) bool: frames whose MPJPE (T,) says a bad local minimum."""
+        limit = max(self.config.retry_mm, 2 * float(err.median())) if err.numel() else self.config.retry_mm
+        return err > limit
+
+    def fit_keyframes(self, target, betas, iters) -> torch.Tensor:
+        """(T, 69) independent fits of frames target (T, M, 3) from the rigid start,
+        restarting stuck frames from the nearest good frame's pose."""
+        jr, vr = rest_joints(self.skinner, betas), rest_vertices(self.skinner, betas)
+        p = self.solve_frames(self.rigid_start(target, jr, vr), target, betas, iters).params
+        for _ in range(2):
+            err = self.frame_errors_mm(p, target, betas).mean(-1)
+            bad = self._stuck(err)
+            if not bool(bad.any()) or bool(bad.all()):
+                break
+            good_idx = torch.nonzero(~bad)[:, 0]
+            bad_idx = torch.nonzero(bad)[:, 0]
+            nearest = good_idx[(bad_idx[:, None] - good_idx[None, :]).abs().argmin(1)]
+            start = p[nearest].clone()
+            # keep the donor's body pose but align its torso rigidly to this frame's targets
+            rigid = self.rigid_start(target[bad_idx], jr, vr)
+            start[:, :3], start[:, 66:] = rigid[:, :3], rigid[:, 66:]
+            retry = self.solve_frames(start, target[bad_idx], betas, iters, robust_from=0.3).params
+            new_err = self.frame_errors_mm(retry, target[bad_idx], betas).mean(-1)
+            better = new_err < err[bad_idx]
+            p[bad_idx[better]] = retry[better]
+        return p
+
+    def _sweep(self, p, err, target, betas, keys, forward: bool, only_stuck: bool):
+        """One pass over the frames between keyframes, all chunks at once: each frame starts
+        from its already-solved neighbour (previous frame forward, next frame backward) and
+        keeps the result when it beats the frame's current MPJPE (err, (T,) mm)."""
+        step = self.config.keyframe_step
+        lo, hi = keys[:-1], keys[1:]  # chunk ends (keyframes)
+        for k in range(1, step):
+            frames = lo + k if forward else hi - k
+            frames = frames[(frames > lo) & (frames < hi)]
+            if only_stuck:
+                frames = frames[self._stuck(err)[frames]]
+            if frames.numel() == 0:
+                continue
+            donor = frames - 1 if forward else frames + 1
+            res = self.solve_frames(p[donor], target[frames], betas, self.config.sweep_iters, robust_from=0.0)
+            new_err = self.frame_errors_mm(res.params, target[frames], betas).mean(-1)
+            better = new_err < err[frames]
+            p[frames[better]] = res.params[better]
+            err[frames[better]] = new_err[better]
+        return p, err
+
+    def fit_sequence(self, joints_world, betas) -> SequenceFit:
+        """Fit every frame of one sequence.
+
+        Args:
+            joints_world: (T, 32, 3) mocap joints, world frame, metres.
+            betas: (NB,) the subject's shape.
+        """
+        c = self.config
+        target = self.mocap_targets(joints_world)
+        betas = torch.as_tensor(np.asarray(betas), dtype=self.dtype, device=self.device)
+        t = target.shape[0]
+        keys = torch.unique(torch.cat([torch.arange(0, t, c.keyframe_step), torch.tensor([t - 1])])).to(self.device)
+        p = target.new_zeros((t, NUM_POSE_PARAMS))
+        p[keys] = self.fit_keyframes(target[keys], betas, c.keyframe_iters)
+        err = torch.full((t,), float("inf"), dtype=self.dtype, device=self.device)
+        err[keys] = self.frame_errors_mm(p[keys], target[keys], betas).mean(-1)
+        self._log("keyframes", err[keys])
+        p, err = self._sweep(p, err, target, betas, keys, forward=True, only_stuck=False)
+        self._log("forward", err)
+        p, err = self._sweep(p, err, target, betas, keys, forward=False, only_stuck=True)
+        self._log("backward", err)
+        rounds = max(1, c.temporal_rounds if c.temporal_weight > 0 else 1)
+        per_round = max(1, c.frame_iters // rounds)
+        converged = None
+        for _ in range(rounds):
+            res = self.solve_frames(p, target, betas, per_round, nbr=neighbour_mean(p), w_time=c.temporal_weight,
+                                    robust_from=0.0)
+            p, converged = res.params, res.converged
+        return self._sequence_result(p, target, betas, converged)
+
+    def _sequence_result(self, p, target, betas, converged) -> SequenceFit:
+        c = self.config
+        err = self.frame_errors_mm(p, target, betas)
+        jr, vr = rest_joints(self.skinner, betas), rest_vertices(self.skinner, betas)
+        pred = self._predict(p, jr, vr)
+        prior, limits = self._prior_residual(p[:, 3:66])
+        smooth = self._smooth_vector(p - neighbour_mean(p))
+        energies = {
+            "energy_data": gmof_energy(pred - target, c.data_sigma_m).sum(-1) / DATA_UNIT_M**2,
+            "energy_pose_prior": (prior * prior).sum(-1),
+            "energy_angle_limits": (limits * limits).sum(-1),
+            "energy_temporal": c.temporal_weight * (smooth * smooth).sum(-1),
+        }
+        good = converged & torch.isfinite(err).all(-1)
+        return SequenceFit(
+            global_orient=_np(p[:, :3]), body_pose=_np(p[:, 3:66]), transl=_np(p[:, 66:69]),
+            mpjpe_mm=_np(err.mean(-1)), joint_err_mm=_np(err), converged=_np(good),
+            energies={k: _np(v) for k, v in energies.items()})
+
+    # -- shape --------------------------------------------------------------------------
+
+    def fit_shape(self, sequences: list, seed: int = 0) -> tuple[np.ndarray, dict]:
+        """Betas shared by all of a subject's sequences.
+
+        Args:
+            sequences: list of (T_i, 32, 3) mocap joint arrays, metres.
+        Returns:
+            (betas (NB,) float64, info with ``frames`` (N, 2) [sequence, frame] used and
+            ``mpjpe_mm`` (N,) of the joint fit).
+        """
+        c = self.config
+        picks = pick_shape_frames([len(s) for s in sequences], c.shape_frames)
+        target = torch.cat([self.mocap_targets(np.asarray(sequences[i])[f][None]) for i, f in picks]) \
+            if picks else None
+        if target is None:
+            raise ValueError("no frames to fit a shape to")
+        betas = target.new_zeros(self.num_betas)
+        p = self.fit_keyframes(target, betas, c.keyframe_iters)
+        p, betas = self._joint_shape_lm(p, betas, target, c.shape_iters)
+        # polish the poses under the final shape (the joint LM may stop early)
+        p = self.solve_frames(p, target, betas, 6, robust_from=0.0).params
+        err = self.frame_errors_mm(p, target, betas).mean(-1)
+        return _np(betas).astype(np.float64), {"frames": np.asarray(picks, dtype=np.int64).reshape(-1, 2),
+                                               "mpjpe_mm": _np(err)}
+
+    def _joint_shape_lm(self, p, betas, target, iters):
+        """LM over (betas, all poses) with a Schur complement on the per-frame blocks."""
+        c = self.config
+        sigma = c.data_sigma_m
+        sk = self.skinner
+
+        zero_w = p.new_zeros(p.shape[0])
+
+        def res(pp, b, jacobian):
+            jr, vr = rest_joints(sk, b), rest_vertices(sk, b)
+            return self.residuals(pp, target, jr, vr, pp, zero_w, sigma, jacobian)
+
+        def jac_fn(pp, b):
+            r, jp, cost = res(pp, b, True)
+            jb = jacfwd(lambda bb: res(pp, bb, False)[0])(b)  # (N, R, NB): 10 forward tangents
+            return (jp, jb), r, cost
+
+        def val_fn(pp, b):
+            return res(pp, b, False)[2]
+
+        wb = c.beta_prior_weight * p.shape[0]
+        lam = 1e-3
+
+        def total(cost_frames, b):
+            return cost_frames.sum() + wb * (b * b).sum()
+
+        for _ in range(iters):
+            (jp, jb), r, cost_f = jac_fn(p, betas)
+            cost = total(cost_f, betas)
+            app = jp.transpose(-1, -2) @ jp
+            apb = jp.transpose(-1, -2) @ jb
+            abb = (jb.transpose(-1, -2) @ jb).sum(0) + wb * torch.eye(self.num_betas, dtype=p.dtype, device=p.device)
+            gp = (jp.transpose(-1, -2) @ r[..., None])[..., 0]
+            gb = (jb.transpose(-1, -2) @ r[..., None])[..., 0].sum(0) + wb * betas
+            app_d = app + torch.diag_embed(lam * (app.diagonal(dim1=-2, dim2=-1) + 1e-6))
+            abb_d = abb + torch.diag_embed(lam * (abb.diagonal() + 1e-6))
+            # Schur complement: eliminate the per-frame pose blocks
+            chol = torch.linalg.cholesky(app_d.double())
+            inv_apb = torch.cholesky_solve(apb.double(), chol)
+            inv_gp = torch.cholesky_solve(gp.double()[..., None], chol)[..., 0]
+            s = abb_d.double() - (apb.double().transpose(-1, -2) @ inv_apb).sum(0)
+            rhs = -gb.double() + (apb.double().transpose(-1, -2) @ inv_gp[..., None])[..., 0].sum(0)
+            db = torch.linalg.solve(s, rhs)
+            dp = -inv_gp - (inv_apb @ db)
+            p_new, b_new = p + dp.to(p.dtype), betas + db.to(p.dtype)
+            cost_new = total(val_fn(p_new, b_new), b_new)
+            if torch.isfinite(cost_new) and cost_new < cost:
+                rel = float((cost - cost_new) / cost)
+                p, betas, lam = p_new, b_new, max(lam / 3, 1e-9)
+                if rel < c.tol:
+                    break
+            else:
+                lam = lam * 4
+                if lam > 1e8:
+                    break
+        return p, betas
+
+
+def pick_shape_frames(lengths: list[int], total: int) -> list[tuple[int, int]]:
+    """Evenly spaced (sequence, frame) pairs, ~total in all, spread over sequences by length."""
+    n_all = sum(lengths)
+    picks = []
+    for i, n in enumerate(lengths):
+        if n == 0:
+            continue
+        k = max(1, min(n, round(total * n / max(n_all, 1))))
+        idx = np.unique(np.linspace(0, n - 1, k).round().astype(int))
+        picks.extend((i, int(f)) for f in idx)
+    return picks
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
