@@ -502,7 +502,7 @@ def _decimate(verts: np.ndarray, faces: np.ndarray, target: int):
         deg = np.bincount(he_from, minlength=n)
         cost = np.linalg.norm(V[ea] - V[eb], axis=1) / _size_field(0.5 * (V[ea] + V[eb]))
         need = nv - target
-        ncand = min(len(ea), max(8 * need if need < 2000 else 0, len(ea) // 4))
+        ncand = min(len(ea), max(8 * need if need < 2000 else 0, len(ea) // 16))
         # Order by cost bucket (15 % wide) with a fixed pseudo-random tie-break: sorting by
         # exact cost makes winners rare (costs are spatially smooth, few local minima).
         bucket = np.floor(np.log(np.maximum(cost, 1e-12)) / np.log(1.15))
@@ -556,7 +556,7 @@ def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
 
 
-def _project_to_surface(prims, p: np.ndarray, iters: int = 3) -> np.ndarray:
+def _project_to_surface(prims, p: np.ndarray, iters: int = 2) -> np.ndarray:
     eps = 1e-5
     for _ in range(iters):
         f = body_sdf(prims, p)
