@@ -25,6 +25,7 @@ from their successor; a last LM pass on all frames adds temporal smoothness.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -100,6 +101,9 @@ class FitConfig:
     frame's): stuck keyframes restart from good ones, stuck frames from their neighbours."""
     chunk_frames: int = 0
     """Frames per LM batch (0: 4096 on CUDA, 512 on CPU)."""
+    cpu_threads: int = 1
+    """torch intra-op threads while fitting on CPU (0: leave torch's setting). The per-frame
+    operations are small, so extra threads mostly spin; parallelism comes from dask units."""
     tol: float = 1e-3
     """A frame has converged when an LM step lowers its energy (cm^2 units) by less than
     tol x (energy + 1)."""
@@ -533,6 +537,19 @@ class Fitter:
             err[frames[better]] = new_err[better]
         return p, err
 
+    @contextlib.contextmanager
+    def _threads(self):
+        n = self.config.cpu_threads
+        if self.device.type != "cpu" or n <= 0:
+            yield
+            return
+        old = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(old)
+
     def fit_sequence(self, joints_world, betas) -> SequenceFit:
         """Fit every frame of one sequence.
 
@@ -540,6 +557,10 @@ class Fitter:
             joints_world: (T, 32, 3) mocap joints, world frame, metres.
             betas: (NB,) the subject's shape.
         """
+        with self._threads(), torch.no_grad():
+            return self._fit_sequence(joints_world, betas)
+
+    def _fit_sequence(self, joints_world, betas) -> SequenceFit:
         c = self.config
         target = self.mocap_targets(joints_world)
         betas = torch.as_tensor(np.asarray(betas), dtype=self.dtype, device=self.device)
@@ -584,7 +605,7 @@ class Fitter:
 
     # -- shape --------------------------------------------------------------------------
 
-    def fit_shape(self, sequences: list, seed: int = 0) -> tuple[np.ndarray, dict]:
+    def fit_shape(self, sequences: list) -> tuple[np.ndarray, dict]:
         """Betas shared by all of a subject's sequences.
 
         Args:
@@ -593,6 +614,10 @@ class Fitter:
             (betas (NB,) float64, info with ``frames`` (N, 2) [sequence, frame] used and
             ``mpjpe_mm`` (N,) of the joint fit).
         """
+        with self._threads():
+            return self._fit_shape(sequences)
+
+    def _fit_shape(self, sequences: list) -> tuple[np.ndarray, dict]:
         c = self.config
         picks = pick_shape_frames([len(s) for s in sequences], c.shape_frames)
         target = torch.cat([self.mocap_targets(np.asarray(sequences[i])[f][None]) for i, f in picks]) \

@@ -10,6 +10,7 @@ import importlib
 
 STAGE_MODULES: dict[str, str] = {
     "extract": "pipeline.stages.extract",
+    "fit": "pipeline.stages.fit",
     "sample": "pipeline.stages.sample",
     "h3wb": "pipeline.stages.h3wb",  # after fit (reads WORK/fit); keep it after "fit" when that lands
 }

@@ -1,0 +1,233 @@
+"""Fit stage: SMPL-X pseudo-ground truth from the mocap joints (fitting.smplify).
+
+Units (``plan``): one per subject, key "S9". The subject's shape (betas) must be shared by all
+its sequences and fitted on frames drawn from all of them, and the runner has no
+dependencies between units of one stage, so one unit does shape then sequences:
+
+- ``WORK/fit/<S>/shape.npz``: ``betas (10,)`` fitted on frames of *every* extracted sequence
+  of the subject (not only the selected ones, so the shape does not depend on the
+  selection), ``shape_frames (N, 2)`` [sequence number, frame], ``sequences``,
+  ``mpjpe_mm (N,)``, ``body_model_sha256``;
+- ``WORK/fit/<S>/<seq>.npz`` for each selected sequence: smplx forward kwargs for
+  ``smplx.create(..., model_type="smplx", use_pca=False, num_betas=10,
+  num_expression_coeffs=10, flat_hand_mean=False)`` — ``betas (10,)``, ``global_orient (T,3)``,
+  ``body_pose (T,63)``, ``transl (T,3)``, ``left_hand_pose``/``right_hand_pose (T,45)``,
+  ``jaw_pose``/``leye_pose``/``reye_pose (T,3)``, ``expression (T,10)`` (hands, face at their
+  mean) — plus ``frame_index (T,)`` (mocap frames of the ``--frames`` range and ``--stride``,
+  default every frame), ``mpjpe_mm (T,)`` and ``joint_err_mm (T,17)`` to the mocap h36m17
+  joints, ``converged (T,)``, ``energy_data``/``energy_pose_prior``/``energy_angle_limits``/
+  ``energy_temporal (T,)`` and ``body_model_sha256``. World frame, metres, float64.
+
+With ``--device cuda`` (or auto on a machine with CUDA) units carry ``resources={"GPU": 1}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import DataError
+from pipeline.selection import Selection
+from pipeline.stages.base import Stage, StageOption, Unit
+from pipeline.store import WorkDir, atomic_path
+
+log = logging.getLogger(__name__)
+
+NUM_EXPRESSION = 10
+
+
+@dataclass(frozen=True)
+class FitStageConfig:
+    """Options of the fit stage."""
+
+    h36m: Path | None = None
+    """Unused (the fit reads WORK/extract); accepted for ``h36m-nvf run``."""
+    selection: Selection = field(default_factory=Selection)
+    """Subjects, actions and mocap frame range (stride 1 = every frame) to fit."""
+    body_model: str = "synthetic"
+    """SMPL-X file or folder, or 'synthetic' (generated into WORK/bodymodel)."""
+    device: str = "auto"
+    """auto (CUDA when the client sees one), cuda or cpu."""
+    joint_regressor: Path | None = None
+    """Optional (17|32, V) regressor file (.npy/.npz) replacing the named correspondence."""
+    pose_prior: Path | None = None
+    """Optional GMM pose prior file (.pkl/.npz: means, covars, weights) replacing the L2 prior."""
+
+
+def _extracted_sequences(work: WorkDir, subject: str) -> list[str]:
+    folder = work.root / "extract" / subject
+    if not folder.is_dir():
+        return []
+    return sorted(d.name for d in folder.iterdir() if (d / "joints_world.npy").is_file())
+
+
+def _action_of(path: Path) -> str:
+    try:
+        return str(json.loads(path.read_text()).get("action", ""))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a valid sequence.json ({e})") from None
+
+
+def _resolve_device(device: str) -> str:
+    if device not in ("auto", "cuda", "cpu"):
+        raise DataError(f"fit: unknown device {device!r}; use auto, cuda or cpu")
+    if device == "auto":
+        from pipeline.runner import cuda_device_count
+
+        return "cuda" if cuda_device_count() > 0 else "cpu"
+    return device
+
+
+def plan(config: FitStageConfig, work: WorkDir) -> list[Unit]:
+    """One unit per selected subject that has extracted sequences (see the module docstring)."""
+    from fitting.bodymodel import resolve_body_model
+
+    sel = config.selection
+    root = work.root / "extract"
+    subjects = sorted(d.name for d in root.iterdir() if d.is_dir() and sel.wants_subject(d.name)) \
+        if root.is_dir() else []
+    device = _resolve_device(config.device)
+    _check_user_files(config)
+    model_path = None
+    units = []
+    for subject in subjects:
+        every = _extracted_sequences(work, subject)
+        chosen = [s for s in every if sel.wants_sequence(_action_of(work.sequence_json(subject, s)), s)]
+        if not chosen:
+            continue
+        if model_path is None:  # resolved once, here, so units do not race to write it
+            model_path = resolve_body_model(config.body_model, work.root)
+        inputs = {"body_model": Path(model_path)}
+        inputs.update({f"joints:{s}": work.joints_world(subject, s) for s in every})
+        for name in ("joint_regressor", "pose_prior"):
+            if getattr(config, name) is not None:
+                inputs[name] = Path(getattr(config, name))
+        units.append(Unit(
+            key=subject,
+            outputs=(work.fit_shape(subject), *(work.fit_sequence(subject, s) for s in chosen)),
+            inputs=inputs,
+            params={"device": device, "frames": list(sel.frames), "stride": sel.stride, "sequences": chosen,
+                    "joint_regressor": str(config.joint_regressor or ""), "pose_prior": str(config.pose_prior or "")},
+            payload={"work": str(work.root), "subject": subject, "every": every, "chosen": chosen,
+                     "model_path": str(model_path), "device": device},
+            resources={"GPU": 1} if device == "cuda" else None,
+        ))
+    if not units:
+        raise DataError(f"{root}: no extracted sequences match the selection (run 'h36m-nvf extract' first)")
+    return units
+
+
+def _check_user_files(config: FitStageConfig) -> None:
+    """Fail before any unit runs when a user regressor or prior file is bad (BodyModelError)."""
+    from fitting.bodymodel import NUM_SMPLX_VERTICES
+    from fitting.priors import load_gmm_prior
+    from fitting.smplify import load_joint_regressor
+
+    if config.joint_regressor is not None:
+        load_joint_regressor(config.joint_regressor, NUM_SMPLX_VERTICES)
+    if config.pose_prior is not None:
+        load_gmm_prior(config.pose_prior)
+
+
+def read_joints(path: Path) -> np.ndarray:
+    """(T, 32, 3) float64 mocap joints; DataError naming the file when unreadable or not finite."""
+    try:
+        joints = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable .npy ({e})") from None
+    if joints.ndim != 3 or joints.shape[1:] != (32, 3) or len(joints) == 0:
+        raise DataError(f"{path}: mocap joints have shape {joints.shape}, expected (T, 32, 3)")
+    if not np.all(np.isfinite(joints)):
+        bad = np.flatnonzero(~np.isfinite(joints).all(axis=(1, 2)))
+        raise DataError(f"{path}: non-finite mocap joints in {len(bad)} frames (first {bad[0]})")
+    return joints.astype(np.float64)
+
+
+def make_fitter(model_path: Path, device: str, joint_regressor: Path | None = None, pose_prior: Path | None = None):
+    """A fitting.smplify.Fitter for a model file, on ``device``, with the optional user files."""
+    import torch
+
+    from fitting.bodymodel import load_body_model
+    from fitting.priors import load_gmm_prior
+    from fitting.smplify import FitConfig, Fitter, load_joint_regressor
+
+    model = load_body_model(model_path, device="cpu", dtype=torch.float32, num_betas=10,
+                            num_expression_coeffs=NUM_EXPRESSION, use_face_contour=False, flat_hand_mean=False)
+    regressor = load_joint_regressor(joint_regressor, model.v_template.shape[0]) if joint_regressor else None
+    gmm = load_gmm_prior(pose_prior) if pose_prior else None
+    return Fitter(model, FitConfig(device=device), regressor=regressor, gmm=gmm)
+
+
+def sequence_arrays(fit, betas: np.ndarray, frame_index: np.ndarray, sha: str) -> dict[str, np.ndarray]:
+    """The npz content of one fitted sequence (smplx kwargs + metrics), float64."""
+    t = len(frame_index)
+    zeros = lambda n: np.zeros((t, n))  # noqa: E731
+    return {
+        "betas": np.asarray(betas, dtype=np.float64),
+        "global_orient": fit.global_orient.astype(np.float64), "body_pose": fit.body_pose.astype(np.float64),
+        "transl": fit.transl.astype(np.float64), "left_hand_pose": zeros(45), "right_hand_pose": zeros(45),
+        "jaw_pose": zeros(3), "leye_pose": zeros(3), "reye_pose": zeros(3), "expression": zeros(NUM_EXPRESSION),
+        "frame_index": np.asarray(frame_index, dtype=np.int64),
+        "mpjpe_mm": fit.mpjpe_mm.astype(np.float64), "joint_err_mm": fit.joint_err_mm.astype(np.float64),
+        "converged": fit.converged.astype(bool),
+        **{k: v.astype(np.float64) for k, v in fit.energies.items()},
+        "body_model_sha256": np.array(sha),
+    }
+
+
+def _savez(path: Path, arrays: dict) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def run_unit(unit: Unit, config: FitStageConfig) -> dict:
+    """Fit one subject: shape from all its sequences, then every selected sequence."""
+    from fitting.bodymodel import model_sha256
+
+    p = unit.payload
+    work = WorkDir(Path(p["work"]))
+    subject = p["subject"]
+    fitter = make_fitter(Path(p["model_path"]), p["device"], config.joint_regressor, config.pose_prior)
+    sha = model_sha256(p["model_path"])
+    joints = {s: read_joints(work.joints_world(subject, s)) for s in p["every"]}
+    betas, info = fitter.fit_shape([joints[s] for s in p["every"]])
+    _savez(work.fit_shape(subject), {
+        "betas": betas, "shape_frames": info["frames"], "sequences": np.array(p["every"]),
+        "mpjpe_mm": info["mpjpe_mm"].astype(np.float64), "body_model_sha256": np.array(sha)})
+    frames_total, errors, converged = 0, [], []
+    for s in p["chosen"]:
+        frame_index = np.asarray(config.selection.frame_indices(len(joints[s])), dtype=np.int64)
+        if len(frame_index) == 0:
+            raise DataError(f"{work.joints_world(subject, s)}: the --frames range selects no frame "
+                            f"(sequence has {len(joints[s])})")
+        fit = fitter.fit_sequence(joints[s][frame_index], betas)
+        _savez(work.fit_sequence(subject, s), sequence_arrays(fit, betas, frame_index, sha))
+        frames_total += len(frame_index)
+        errors.append(fit.mpjpe_mm)
+        converged.append(fit.converged)
+    err = np.concatenate(errors)
+    return {"sequences": len(p["chosen"]), "frames": frames_total, "mpjpe_mm_mean": float(err.mean()),
+            "mpjpe_mm_max": float(err.max()), "converged_fraction": float(np.concatenate(converged).mean()),
+            "shape_mpjpe_mm": float(info["mpjpe_mm"].mean())}
+
+
+STAGE = Stage(
+    name="fit",
+    version="1",
+    help="Fit SMPL-X (shape per subject, pose per mocap frame) to the mocap joints.",
+    config_type=FitStageConfig,
+    plan=plan,
+    run_unit=run_unit,
+    options=(
+        StageOption("body_model", str, "SMPL-X file or folder, or 'synthetic'."),
+        StageOption("device", str, "auto, cuda or cpu."),
+        StageOption("joint_regressor", Path, "Regressor file (17|32 x V, .npy/.npz) replacing the named correspondence."),
+        StageOption("pose_prior", Path, "GMM pose prior file (.pkl/.npz) replacing the L2 pose prior."),
+    ),
+    default_stride=1,
+)
