@@ -506,7 +506,7 @@ def evaluate(run_dir, shards, query, batch_size, device, progress) -> None:
 @main.command()
 @click.option("--out", "work", default="work", show_default=True, type=click.Path(path_type=Path),
               help="Work directory (the synthetic release goes to WORK/release).")
-@click.option("--epochs", type=click.IntRange(min=1), default=4, show_default=True, help="NVF training epochs.")
+@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True, help="NVF training epochs.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="dask workers (default: one per core).")
 @click.option("--scheduler", default=None, help="Attach to an existing dask scheduler (tcp://HOST:PORT).")
 @click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
