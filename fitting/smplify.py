@@ -95,7 +95,9 @@ class FitConfig:
     shape_frames: int = 96
     """Frames drawn from all of a subject's sequences for the shape fit."""
     shape_iters: int = 25
-    """Joint (betas + poses) LM iterations of the shape fit."""
+    """Joint (betas + poses) LM iterations per round of the shape fit."""
+    shape_rounds: int = 2
+    """Rounds of (joint betas + poses LM, then per-frame pose LM) in the shape fit."""
     retry_mm: float = 3.0
     """A frame counts as stuck when its MPJPE exceeds max(retry_mm, 2 x the median
     frame's): stuck keyframes restart from good ones, stuck frames from their neighbours."""
@@ -625,10 +627,13 @@ class Fitter:
         if target is None:
             raise ValueError("no frames to fit a shape to")
         betas = target.new_zeros(self.num_betas)
-        p = self.fit_keyframes(target, betas, c.keyframe_iters)
-        p, betas = self._joint_shape_lm(p, betas, target, c.shape_iters)
-        # polish the poses under the final shape (the joint LM may stop early)
-        p = self.solve_frames(p, target, betas, 6, robust_from=0.0).params
+        # These frames have no warm start and a shared shape must not absorb poses that have
+        # not converged: more iterations than keyframes get, and two rounds of
+        # (poses alone with a global damping each, then betas + poses jointly).
+        p = self.fit_keyframes(target, betas, 3 * c.keyframe_iters)
+        for _ in range(c.shape_rounds):
+            p, betas = self._joint_shape_lm(p, betas, target, c.shape_iters)
+            p = self.solve_frames(p, target, betas, c.keyframe_iters // 2, robust_from=0.0).params
         err = self.frame_errors_mm(p, target, betas).mean(-1)
         return _np(betas).astype(np.float64), {"frames": np.asarray(picks, dtype=np.int64).reshape(-1, 2),
                                                "mpjpe_mm": _np(err)}
@@ -682,7 +687,7 @@ class Fitter:
             if torch.isfinite(cost_new) and cost_new < cost:
                 rel = float((cost - cost_new) / cost)
                 p, betas, lam = p_new, b_new, max(lam / 3, 1e-9)
-                if rel < c.tol:
+                if rel < 1e-6:  # the shared shape converges slowly: stop only on a plateau
                     break
             else:
                 lam = lam * 4
