@@ -103,6 +103,9 @@ def run_demo(work_dir: Path, config: DemoConfig = DemoConfig(), echo=print) -> d
     work = WorkDir(Path(work_dir))
     work.root.mkdir(parents=True, exist_ok=True)
     release = ensure_release(work, config.release, echo)
+    from pipeline.h36m import format_release_table, read_release
+
+    echo(format_release_table(read_release(release)))
     reports = run_stages(
         ["extract", "fit", "sample", "h3wb"], work.root, h36m=release,
         options={"body_model": "synthetic", "split": config.split, "train_stride": config.train_stride,

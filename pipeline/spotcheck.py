@@ -78,7 +78,8 @@ def spot_check(h36m: Path, selection: Selection, config: SpotCheckConfig = SpotC
     checks = []
     t0 = time.perf_counter()
     reports = run_stages(["extract", "fit", "sample", "h3wb"], work, h36m=h36m, selection=subset, stride=1,
-                         options={"body_model": config.body_model, "train_stride": 2, "test_stride": 2},
+                         options={"body_model": config.body_model, "train_stride": 2, "test_stride": 2,
+                                  "train": ",".join(subset.subjects)},  # H3WB train split = the subset
                          scheduler=config.scheduler, workers=config.workers, progress=False)
     for r in reports:
         reasons = "; ".join(f"{o.key}: {o.reason}" for o in r.failed)
@@ -98,7 +99,7 @@ def spot_check(h36m: Path, selection: Selection, config: SpotCheckConfig = SpotC
     manifest = json.loads((Path(work) / "h3wb" / "manifest.json").read_text())
     counts = {split: c.get("samples", 0) for split, c in manifest["counts"].items()}
     poses_ok = all(n % 4 == 0 for n in counts.values())
-    checks.append(Check("h3wb files", sum(counts.values()) > 0 and poses_ok,
+    checks.append(Check("h3wb files", counts.get("train", 0) > 0 and poses_ok,
                         f"samples per split {counts} (each pose in 4 cameras)"))
     return checks
 
