@@ -11,8 +11,8 @@ import datetime as dt
 import importlib
 import json
 import os
-import platform
 import pkgutil
+import platform
 import socket
 import sys
 import time

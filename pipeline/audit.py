@@ -19,7 +19,6 @@ from pipeline.cameras import Camera
 from pipeline.errors import DataError
 from pipeline.store import WorkDir, atomic_write_bytes, atomic_write_json
 
-
 MESH_BGR = (230, 170, 90)
 """Colour of the fitted mesh in overlays."""
 

@@ -73,6 +73,32 @@ def ensure_audit(work: WorkDir, echo) -> Path:
     return write_audit(work, AuditConfig(), resolve_body_model("synthetic", work.root))
 
 
+def _newer_than(path: Path, sources: list[Path]) -> bool:
+    """True when ``path`` exists and no existing source was modified after it."""
+    return path.is_file() and all(not p.exists() or p.stat().st_mtime_ns <= path.stat().st_mtime_ns
+                                  for p in sources)
+
+
+def ensure_validated(work: WorkDir, echo) -> int:
+    """Validate WORK/shards unless a record says these very indexes were validated."""
+    from pipeline.store import atomic_write_json
+    from pipeline.validate import validate_shards
+
+    record = work.root / "shards" / "validated.json"
+    indexes = sorted((work.root / "shards").glob("*/index.json"))
+    digest = {p.parent.name: p.read_text() for p in indexes}
+    if record.is_file():
+        previous = json.loads(record.read_text())
+        if previous.get("indexes") == digest:
+            echo(f"validate: up to date ({record})")
+            return int(previous["checked"])
+    checked, problems = validate_shards(work.root / "shards")
+    if problems:
+        raise DataError("demo: shard validation failed:\n" + "\n".join(problems))
+    atomic_write_json(record, {"checked": checked, "indexes": digest})
+    return checked
+
+
 def ensure_training(work: WorkDir, train_dir: Path, config: DemoConfig, echo) -> Path:
     """WORK/nvf: trained for ``config.epochs`` (resumed if a shorter or killed run is there)."""
     from nvf.config import apply_overrides, preset_config
@@ -98,8 +124,6 @@ def run_demo(work_dir: Path, config: DemoConfig = DemoConfig(), echo=print) -> d
     from nvf.train import evaluate
     from pipeline.api import run_stages
     from pipeline.audit import read_fits, summarize
-    from pipeline.validate import validate_shards
-
     work = WorkDir(Path(work_dir))
     work.root.mkdir(parents=True, exist_ok=True)
     release = ensure_release(work, config.release, echo)
@@ -116,13 +140,16 @@ def run_demo(work_dir: Path, config: DemoConfig = DemoConfig(), echo=print) -> d
         raise DataError("demo: stages failed:\n" + "\n".join(failed))
 
     audit = ensure_audit(work, echo)
-    checked, problems = validate_shards(work.root / "shards")
-    if problems:
-        raise DataError("demo: shard validation failed:\n" + "\n".join(problems))
+    checked = ensure_validated(work, echo)
     train_dir = work.shards_dir(f"{config.split}-train")
     test_dir = work.shards_dir(f"{config.split}-test")
     run = ensure_training(work, train_dir, config, echo)
-    metrics = evaluate(run, test_dir, device="cpu", progress=config.progress)
+    report = run / f"eval_{test_dir.name}.json"
+    if _newer_than(report, [run / "checkpoint.pt", test_dir / "index.json"]):
+        echo(f"evaluate: up to date ({report})")
+        metrics = json.loads(report.read_text())
+    else:
+        metrics = evaluate(run, test_dir, device="cpu", progress=config.progress)
 
     fit = summarize(read_fits(work))["overall"]
     shards = {d.name: json.loads((d / "index.json").read_text()) for d in sorted((work.root / "shards").iterdir())

@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import fake_fit_from_groundtruth, install_model
 
 from cli import main
-from conftest import fake_fit_from_groundtruth, install_model
 from fitting.joint_sets import H36M17
 from pipeline.api import run_stages
 

@@ -9,9 +9,9 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import fake_fit_from_groundtruth, install_model
 
 from cli import main
-from conftest import fake_fit_from_groundtruth, install_model
 from fitting.joint_sets import H36M17_FROM_H36M32
 from pipeline.api import run_stages
 from pipeline.validate import ValidateConfig, validate_shards
