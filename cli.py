@@ -96,11 +96,14 @@ def body_model() -> None:
               help="Seed of the higher shape/expression directions (geometry is fixed).")
 @user_errors
 def body_model_synthetic(out_dir: Path, seed: int) -> None:
-    """Write the synthetic SMPL-X-format model OUT_DIR/SMPLX_NEUTRAL.npz; print path and sha256."""
+    """Write the synthetic model OUT_DIR/smplx/SMPLX_NEUTRAL.npz; print path and sha256.
+
+    The official download layout: ``smplx.create(OUT_DIR, model_type="smplx", ...)`` loads it.
+    """
     from fitting.bodymodel import model_sha256
     from fitting.synthetic_model import write_synthetic_model
 
-    path = write_synthetic_model(out_dir, seed=seed)
+    path = write_synthetic_model(out_dir / "smplx", seed=seed)
     click.echo(f"{path}  sha256={model_sha256(path)}")
 
 

@@ -7,6 +7,7 @@ import pickle
 
 import numpy as np
 import pytest
+import smplx
 import torch
 from click.testing import CliRunner
 
@@ -189,9 +190,12 @@ def test_cli_body_model_synthetic_writes_the_same_bytes(tmp_path, model_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["body-model", "synthetic", str(out), "--seed", "0"])
     assert result.exit_code == 0, result.output
-    written = out / "SMPLX_NEUTRAL.npz"
+    written = out / "smplx" / "SMPLX_NEUTRAL.npz"  # the official layout: smplx.create(out, model_type="smplx")
     assert result.output.strip() == f"{written}  sha256={model_sha256(written)}"
     assert written.read_bytes() == model_path.read_bytes()
+    model = smplx.create(str(out), model_type="smplx", gender="neutral", use_pca=False, num_betas=10,
+                         num_expression_coeffs=10, use_face_contour=True)
+    assert model().joints.shape == (1, 144, 3)
 
 
 @pytest.mark.slow
