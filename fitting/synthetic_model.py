@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fitting.correspondence import SMPLX_VERTEX_IDS
 from fitting.joint_sets import SMPLX55
 
 NUM_VERTICES = 10475
@@ -73,13 +74,7 @@ GRID_FINE = 0.0035
 SMPLX_PARENTS = np.array(SMPLX55.parents, dtype=np.int64)
 
 # Hard-coded vertex ids of smplx (smplx/vertex_ids.py, "smplx"); tests compare with smplx.
-LANDMARK_VERTEX_IDS = {
-    "nose": 9120, "reye": 9929, "leye": 9448, "rear": 616, "lear": 6,
-    "LBigToe": 5770, "LSmallToe": 5780, "LHeel": 8846,
-    "RBigToe": 8463, "RSmallToe": 8474, "RHeel": 8635,
-    "lthumb": 5361, "lindex": 4933, "lmiddle": 5058, "lring": 5169, "lpinky": 5286,
-    "rthumb": 8079, "rindex": 7669, "rmiddle": 7794, "rring": 7905, "rpinky": 8022,
-}
+LANDMARK_VERTEX_IDS = SMPLX_VERTEX_IDS
 
 _FINGER_ORDER = ("index", "middle", "pinky", "ring", "thumb")  # SMPL-X joint order
 
