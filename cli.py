@@ -15,10 +15,11 @@ from pathlib import Path
 import click
 
 from fitting.errors import BodyModelError
+from nvf.errors import NVFError
 from pipeline.errors import DataError, SelectionError, WorkDirBusy
 from sampling.errors import ShardError
 
-USER_ERRORS = (DataError, BodyModelError, ShardError, WorkDirBusy, FileNotFoundError)
+USER_ERRORS = (DataError, BodyModelError, ShardError, NVFError, WorkDirBusy, FileNotFoundError)
 
 
 def _version() -> str:
@@ -417,23 +418,6 @@ def h3wb_eval_command(pred, gt, json_out):
 # --- NVF trainer (nvf/) ---
 
 
-def _nvf_errors(fn):
-    """The trainer's own user errors (bad config, missing run) as one-line click errors."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from nvf.errors import NVFError
-
-        try:
-            return fn(*args, **kwargs)
-        except NVFError as e:
-            if logging.getLogger().isEnabledFor(logging.DEBUG):
-                raise
-            raise click.ClickException(str(e)) from e
-
-    return wrapper
-
-
 @main.command()
 @click.option("--shards", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Training split folder, e.g. WORK/shards/train.")
@@ -453,7 +437,6 @@ def _nvf_errors(fn):
 @click.option("--resume", is_flag=True, help="Continue RUN from its checkpoint.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @user_errors
-@_nvf_errors
 def train(shards, run_dir, preset, config_file, epochs, batch_size, lr, points, workers, seed, device,
           resume, progress) -> None:
     """Train the NVF network on a shard split."""
@@ -489,7 +472,6 @@ def train(shards, run_dir, preset, config_file, epochs, batch_size, lr, points, 
 @click.option("--device", help="cpu, cuda, cuda:N or auto (default auto).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @user_errors
-@_nvf_errors
 def evaluate(run_dir, shards, query, batch_size, device, progress) -> None:
     """MPJPE and PA-MPJPE (mm, root-relative) per action and joint; writes RUN/eval_<split>.json."""
     from nvf.metrics import format_table

@@ -10,6 +10,7 @@ download). Files are checked before smplx sees them, so a wrong file is a one-li
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -228,3 +229,14 @@ def model_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=2)
+def cached_body_model_f64(path: str, use_face_contour: bool = False):
+    """A float64 CPU model per (file, contour flag), loaded once per process.
+
+    For readers that pose many single frames (the sampler, the audit overlays): reloading the
+    ~12 MB file per frame would dominate their cost.
+    """
+    return load_body_model(Path(path), dtype=torch.float64, use_face_contour=use_face_contour)
+

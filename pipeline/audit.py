@@ -172,10 +172,10 @@ def fitted_body(model_path: Path, fit_path: Path, frame: int):
     """(vertices (V,3), faces (F,3), h36m17 joints (17,3)) of one fitted frame, world, metres."""
     import torch
 
-    from fitting.bodymodel import load_body_model
+    from fitting.bodymodel import cached_body_model_f64
     from fitting.correspondence import correspondence_vertex_ids, h36m32_from_smplx
 
-    model = load_body_model(model_path, dtype=torch.float64)
+    model = cached_body_model_f64(str(model_path))
     with np.load(fit_path) as z:
         row = int(np.flatnonzero(z["frame_index"] == frame)[0])
         kwargs = {k: torch.as_tensor(z[k][row: row + 1], dtype=torch.float64)

@@ -12,7 +12,6 @@ Output: ``WORK/shards/<split>-<part>/shard-NNNNN.h5`` + ``index.json`` (part = t
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,26 +156,30 @@ def plan(config: SampleConfig, work: WorkDir) -> list[Unit]:
 # --- one unit ---------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=2)
-def _body_model(path: str, use_face_contour: bool):
-    import torch
-
-    from fitting.bodymodel import load_body_model
-
-    return load_body_model(Path(path), dtype=torch.float64, use_face_contour=use_face_contour)
-
-
 def posed_body(model_path: Path, fit: dict, row: int, use_face_contour: bool):
-    """(vertices (V,3), joints (J',3) smplx output, pelvis_rest (3,)) world frame, metres, float64."""
+    """(vertices (V,3), joints (J',3) smplx output) of one fitted frame, world frame, metres, float64."""
     import torch
 
-    model = _body_model(str(model_path), use_face_contour)
+    from fitting.bodymodel import cached_body_model_f64
+
+    model = cached_body_model_f64(str(model_path), use_face_contour)
     kw = {k: torch.as_tensor(fit[k][row:row + 1], dtype=torch.float64) for k in SMPLX_KEYS}
     betas = torch.as_tensor(fit["betas"], dtype=torch.float64).reshape(1, -1)
     with torch.no_grad():
         out = model(betas=betas, **kw)
-        rest = model(betas=betas, **{k: torch.zeros_like(v) for k, v in kw.items()})
-    return out.vertices[0].numpy(), out.joints[0].numpy(), rest.joints[0, 0].numpy()
+    return out.vertices[0].numpy(), out.joints[0].numpy()
+
+
+def rest_pelvis(model_path: Path, betas: np.ndarray) -> np.ndarray:
+    """(3,) pelvis J0(betas) at zero pose and translation (metres): depends on the shape only."""
+    import torch
+
+    from fitting.bodymodel import cached_body_model_f64
+
+    model = cached_body_model_f64(str(model_path), False)
+    with torch.no_grad():
+        out = model(betas=torch.as_tensor(betas, dtype=torch.float64).reshape(1, -1))
+    return out.joints[0, 0].numpy()
 
 
 def target_joints(joint_set: str, mocap32: np.ndarray, smplx_joints: np.ndarray) -> np.ndarray:
@@ -206,6 +209,7 @@ def make_sample(spec: SampleSpec, work: WorkDir, model_path: Path, config: Sampl
     """One ShardSample: crop, query points, SDF, votes, joints and camera-frame params."""
     import cv2
 
+    from fitting.bodymodel import cached_body_model_f64
     from pipeline.cameras import Camera, undistort_image
     from sampling.frustum import SamplerConfig, sample_query_points
     from sampling.rng import rng_for
@@ -218,14 +222,14 @@ def make_sample(spec: SampleSpec, work: WorkDir, model_path: Path, config: Sampl
         with np.load(work.fit_sequence(*seq_key)) as z:
             fit = {k: z[k] for k in z.files}
         cams = {c["id"]: Camera.from_json(c) for c in json.loads(work.sequence_json(*seq_key).read_text())["cameras"]}
-        cache[seq_key] = (fit, cams, np.load(work.joints_world(*seq_key)))
-    fit, cams, mocap = cache[seq_key]
+        cache[seq_key] = (fit, cams, np.load(work.joints_world(*seq_key)), rest_pelvis(model_path, fit["betas"]))
+    fit, cams, mocap, pelvis_rest = cache[seq_key]
     camera = cams[spec.camera]
     rows = np.flatnonzero(fit["frame_index"] == spec.frame)
     if len(rows) == 0:
         raise DataError(f"{work.fit_sequence(*seq_key)}: frame {spec.frame} was not fitted")
     row = int(rows[0])
-    verts, smplx_joints, pelvis_rest = posed_body(model_path, fit, row, config.joints == "cocowb133")
+    verts, smplx_joints = posed_body(model_path, fit, row, config.joints == "cocowb133")
     R, t = camera.R, camera.t
     verts_cam = verts @ R.T + t
     joints_cam = target_joints(config.joints, mocap[spec.frame], smplx_joints) @ R.T + t
@@ -241,7 +245,7 @@ def make_sample(spec: SampleSpec, work: WorkDir, model_path: Path, config: Sampl
     K_crop = crop_around(verts_cam, camera.K, config.crop)
     crop = undistort_image(image, camera, K_crop, (config.crop, config.crop))
 
-    faces = np.asarray(_body_model(str(model_path), config.joints == "cocowb133").faces, dtype=np.int64)
+    faces = np.asarray(cached_body_model_f64(str(model_path), config.joints == "cocowb133").faces, dtype=np.int64)
     sampler = SamplerConfig(points=config.points)
     points, sdf = sample_query_points(
         verts_cam, faces, root_cam, K_crop, config.crop, sampler, rng_for(config.seed, spec.key),
