@@ -25,13 +25,18 @@ def per_joint_error_mm(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
 
 def neighbour_mean(x: torch.Tensor) -> torch.Tensor:
-    """(T, C) mean of each frame's temporal neighbours (one neighbour at the ends; itself if T=1).
+    """(T, C) smoothness anchor of each frame: the mean of its two temporal neighbours.
 
-    The smoothness residual of frame t is ``x_t - neighbour_mean(x)_t`` (a scaled second
-    difference in the interior), which the fitter applies with the neighbours held fixed.
+    The smoothness residual of frame t is ``x_t - neighbour_mean(x)_t``, half the second
+    difference, which the fitter applies with the anchors held fixed. At the ends the anchor
+    is chosen so that the residual is half the second difference of the first (last) three
+    frames: a frame at constant velocity is not pulled back (the mean of the single
+    neighbour would penalise the velocity itself). Fewer than 3 frames: the frames
+    themselves (no smoothness).
     """
-    if x.shape[0] < 2:
+    if x.shape[0] < 3:
         return x.clone()
-    prev = torch.cat([x[1:2], x[:-1]], 0)
-    nxt = torch.cat([x[1:], x[-2:-1]], 0)
-    return 0.5 * (prev + nxt)
+    mid = 0.5 * (x[:-2] + x[2:])
+    first = 0.5 * x[:1] + x[1:2] - 0.5 * x[2:3]
+    last = 0.5 * x[-1:] + x[-2:-1] - 0.5 * x[-3:-2]
+    return torch.cat([first, mid, last], 0)

@@ -20,7 +20,8 @@ Schedule for a sequence: a rigid (Kabsch) start from the torso, LM on keyframes 
 ``keyframe_step`` frames (keyframes stuck in a bad minimum restart from the nearest good
 one); a forward sweep fits the frames between keyframes, each warm-started from its solved
 predecessor, all chunks in one batch per step; a backward sweep redoes frames still stuck
-from their successor; a last LM pass on all frames adds temporal smoothness.
+from their successor; frames still clearly worse than the median (keyframes included)
+restart from each neighbour's pose; a last LM pass on all frames adds temporal smoothness.
 """
 
 from __future__ import annotations
@@ -101,6 +102,9 @@ class FitConfig:
     retry_mm: float = 3.0
     """A frame counts as stuck when its MPJPE exceeds max(retry_mm, 2 x the median
     frame's): stuck keyframes restart from good ones, stuck frames from their neighbours."""
+    outlier_factor: float = 1.5
+    """Frames with MPJPE above outlier_factor x the sequence median retry from their
+    neighbours' poses after the sweeps."""
     chunk_frames: int = 0
     """Frames per LM batch (0: 4096 on CUDA, 512 on CPU)."""
     cpu_threads: int = 1
@@ -539,6 +543,26 @@ class Fitter:
             err[frames[better]] = new_err[better]
         return p, err
 
+    def _retry_outliers(self, p, err, target, betas):
+        """Frames (keyframes included) clearly worse than the sequence's median, i.e. in a
+        poorer but not 'stuck' minimum, restart from each temporal neighbour's pose; the best
+        of the current and restarted poses is kept."""
+        t = p.shape[0]
+        frames = torch.nonzero(err > self.config.outlier_factor * err.median())[:, 0]
+        if t < 2 or frames.numel() == 0:
+            return p, err
+        for donor in ((frames - 1).clamp(min=0), (frames + 1).clamp(max=t - 1)):
+            keep = donor != frames
+            f, d = frames[keep], donor[keep]
+            if f.numel() == 0:
+                continue
+            res = self.solve_frames(p[d], target[f], betas, self.config.sweep_iters, robust_from=0.0)
+            new_err = self.frame_errors_mm(res.params, target[f], betas).mean(-1)
+            better = new_err < err[f]
+            p[f[better]] = res.params[better]
+            err[f[better]] = new_err[better]
+        return p, err
+
     @contextlib.contextmanager
     def _threads(self):
         n = self.config.cpu_threads
@@ -577,6 +601,8 @@ class Fitter:
         self._log("forward", err)
         p, err = self._sweep(p, err, target, betas, keys, forward=False, only_stuck=True)
         self._log("backward", err)
+        p, err = self._retry_outliers(p, err, target, betas)
+        self._log("outliers", err)
         rounds = max(1, c.temporal_rounds if c.temporal_weight > 0 else 1)
         per_round = max(1, c.frame_iters // rounds)
         converged = None

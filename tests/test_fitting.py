@@ -18,6 +18,7 @@ from fitting.lbs_subset import (
     rest_vertices,
     skinner_from_smplx,
 )
+from fitting.losses import neighbour_mean
 from fitting.priors import ANGLE_LIMIT_INDEX, ANGLE_LIMIT_SIGN, load_gmm_prior
 from fitting.smplify import FitConfig, Fitter, kabsch, load_joint_regressor, matrix_to_rotvec
 
@@ -86,6 +87,19 @@ def test_subset_skinning_gradients_and_exact_jacobian(models):
     for b in range(2):  # frames are independent: keep the diagonal blocks
         assert torch.allclose(jac_j[b, :, :, b], dj[b], atol=1e-10)
         assert torch.allclose(jac_v[b, :, :, b], dv[b], atol=1e-10)
+
+
+def test_smoothness_anchor_is_half_the_second_difference_and_spares_constant_velocity():
+    t = torch.arange(7, dtype=torch.float64)[:, None]
+    linear = 0.3 + 2.0 * t * torch.tensor([[1.0, -0.5]], dtype=torch.float64)
+    assert torch.allclose(linear - neighbour_mean(linear), torch.zeros_like(linear), atol=1e-12)  # ends included
+    x = torch.randn(9, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    r = x - neighbour_mean(x)
+    second = x[:-2] - 2 * x[1:-1] + x[2:]  # independent: second differences
+    assert torch.allclose(r[1:-1], -0.5 * second, atol=1e-12)
+    assert torch.allclose(r[0], 0.5 * second[0], atol=1e-12) and torch.allclose(r[-1], 0.5 * second[-1], atol=1e-12)
+    short = torch.randn(2, 3)
+    assert torch.equal(neighbour_mean(short), short)
 
 
 def test_rotvec_round_trip_and_kabsch():
