@@ -9,6 +9,7 @@ run finishes in seconds.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -126,7 +127,17 @@ def run_demo(work_dir: Path, config: DemoConfig = DemoConfig(), echo=print) -> d
     from pipeline.audit import read_fits, summarize
     work = WorkDir(Path(work_dir))
     work.root.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    start = clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[step] = now - clock
+        clock = now
+
     release = ensure_release(work, config.release, echo)
+    lap("release")
     from pipeline.h36m import format_release_table, read_release
 
     echo(format_release_table(read_release(release)))
@@ -135,21 +146,27 @@ def run_demo(work_dir: Path, config: DemoConfig = DemoConfig(), echo=print) -> d
         options={"body_model": "synthetic", "split": config.split, "train_stride": config.train_stride,
                  "test_stride": config.test_stride, "points": config.points, "crop": config.crop},
         scheduler=config.scheduler, workers=config.workers, progress=config.progress, echo=echo)
+    seconds.update({r.stage: r.seconds for r in reports})
+    lap("stages")
     failed = [f"{r.stage}: {o.key}: {o.reason}" for r in reports for o in r.failed]
     if failed or len(reports) < 4:
         raise DataError("demo: stages failed:\n" + "\n".join(failed))
 
     audit = ensure_audit(work, echo)
+    lap("audit")
     checked = ensure_validated(work, echo)
+    lap("validate")
     train_dir = work.shards_dir(f"{config.split}-train")
     test_dir = work.shards_dir(f"{config.split}-test")
     run = ensure_training(work, train_dir, config, echo)
+    lap("train")
     report = run / f"eval_{test_dir.name}.json"
     if _newer_than(report, [run / "checkpoint.pt", test_dir / "index.json"]):
         echo(f"evaluate: up to date ({report})")
         metrics = json.loads(report.read_text())
     else:
         metrics = evaluate(run, test_dir, device="cpu", progress=config.progress)
+    lap("evaluate")
 
     fit = summarize(read_fits(work))["overall"]
     shards = {d.name: json.loads((d / "index.json").read_text()) for d in sorted((work.root / "shards").iterdir())
@@ -166,6 +183,8 @@ def run_demo(work_dir: Path, config: DemoConfig = DemoConfig(), echo=print) -> d
         "h3wb_dir": str(work.h3wb_dir),
         "nvf_run": str(run),
         "nvf_test": {k: metrics[k] for k in ("mpjpe_mm", "pa_mpjpe_mm") if k in metrics},
+        "seconds": {k: round(v, 1) for k, v in seconds.items() if k != "stages"},
+        "total_seconds": round(time.perf_counter() - start, 1),
     }
 
 
@@ -188,4 +207,8 @@ def format_summary(summary: dict) -> str:
     nvf = summary["nvf_test"]
     lines.append(f"  nvf           {summary['nvf_run']}: test MPJPE {nvf.get('mpjpe_mm', float('nan')):.1f} mm, "
                  f"PA-MPJPE {nvf.get('pa_mpjpe_mm', float('nan')):.1f} mm")
+    steps = summary.get("seconds", {})
+    if steps:
+        lines.append("  time          " + ", ".join(f"{k} {v:.0f} s" for k, v in steps.items())
+                     + f"; total {summary.get('total_seconds', sum(steps.values())):.0f} s")
     return "\n".join(lines)

@@ -173,6 +173,9 @@ def extract_frames(video: Path, frames: list[int], outputs, jpeg_quality: int) -
 
     if not frames:
         return {"frames": 0}
+    # parallelism comes from units on all cores: OpenCV's own thread pool would only
+    # oversubscribe them (the colour conversion and the encoder are per-frame serial anyway)
+    cv2.setNumThreads(1)
     cap = cv2.VideoCapture(str(video))
     if not cap.isOpened():
         raise DataError(f"{video}: cannot open video")
