@@ -11,7 +11,8 @@ Backends (``backend=``):
   "cuda"         chunked brute force in torch on the GPU (points moved there if needed).
   "torch"        the "cuda" algorithm on the points' own device (CPU in tests).
   "brute"        float64 numpy, one triangle at a time; a reference for small inputs.
-  "mesh-to-sdf"  the ``mesh-to-sdf`` package (optional extra, sample mode), for comparison.
+  "mesh-to-sdf"  the ``mesh-to-sdf`` package (optional extra) with its default settings (depth
+                 scans rendered by pyrender; headless via PYOPENGL_PLATFORM=egl), for comparison.
   "auto"         "cuda" for CUDA tensors, else "cpu".
 
 Inputs may be numpy arrays or torch tensors; outputs have the kind, device and (float) dtype
@@ -20,6 +21,7 @@ of ``points``. Units: whatever the inputs use (metres in this project), one fram
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -288,18 +290,63 @@ def _numpy_solid_angle(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarra
     return 2 * np.arctan2(det, den)
 
 
-def _mesh_to_sdf_compute(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, mode: str) -> np.ndarray:
+MESH_TO_SDF_GL_PLATFORM = "egl"
+"""PyOpenGL platform set for mesh-to-sdf's headless depth scans when none is set and there is no
+X display (pyglet's default needs one); Mesa's libEGL renders without a display or GPU."""
+
+
+def import_mesh_to_sdf():
+    """The optional ``mesh_to_sdf`` module, with a headless OpenGL platform chosen (see
+    ``MESH_TO_SDF_GL_PLATFORM``); SdfError when it is not installed."""
+    import os
+
+    if "PYOPENGL_PLATFORM" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["PYOPENGL_PLATFORM"] = MESH_TO_SDF_GL_PLATFORM  # must precede the first OpenGL import
     try:
         import mesh_to_sdf
     except ImportError as error:
         raise SdfError("SDF backend 'mesh-to-sdf' needs the optional package: "
-                       "pip install 'h36m-nvf[mesh-to-sdf]'") from error
-    if mode == "winding":
-        raise SdfError("SDF backend 'mesh-to-sdf' has no winding number; use 'cpu'")
+                       f"pip install 'h36m-nvf[mesh-to-sdf]' ({error})") from error
+    return mesh_to_sdf
+
+
+def mesh_to_sdf_mesh(vertices: np.ndarray, faces: np.ndarray):
+    """(trimesh.Trimesh centred on its bounding box, centre (3,)): mesh-to-sdf's scan cameras
+    look at the origin from 2.2 x the largest vertex norm, so an off-centre mesh (camera frame)
+    would be scanned from far away. Subtract ``centre`` from the query points too."""
     import trimesh
 
-    mesh = trimesh.Trimesh(vertices, faces, process=False)
-    sdf = np.asarray(mesh_to_sdf.mesh_to_sdf(mesh, points, surface_point_method="sample"), np.float64)
+    centre = (vertices.min(0) + vertices.max(0)) / 2
+    return trimesh.Trimesh(vertices - centre, faces, process=False), centre
+
+
+@contextlib.contextmanager
+def mesh_to_sdf_gl_errors():
+    """Turn pyrender / PyOpenGL / EGL failures inside mesh-to-sdf into one SdfError."""
+    import os
+
+    try:
+        yield
+    except Exception as error:  # pyrender / PyOpenGL / EGL raise many unrelated types
+        platform = os.environ.get("PYOPENGL_PLATFORM", "unset")
+        raise SdfError(f"SDF backend 'mesh-to-sdf' could not render its depth scans with OpenGL "
+                       f"(PYOPENGL_PLATFORM={platform}): {type(error).__name__}: {error}; "
+                       "install Mesa's libEGL and set PYOPENGL_PLATFORM=egl, or use backend 'cpu'") from error
+
+
+def _mesh_to_sdf_compute(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, mode: str) -> np.ndarray:
+    """mesh-to-sdf's default ``mesh_to_sdf(mesh, points)``: 100 depth scans (400 px) rendered
+    with pyrender give a surface point cloud; distance to the nearest cloud point, sign from
+    the normals of the 11 nearest. Approximate (mm-scale errors, sign errors near the surface)."""
+    if mode == "winding":
+        raise SdfError("SDF backend 'mesh-to-sdf' has no winding number; use 'cpu'")
+    mesh_to_sdf = import_mesh_to_sdf()
+    if points.shape[0] == 0:
+        return np.zeros(0)
+    mesh, centre = mesh_to_sdf_mesh(vertices, faces)
+    with mesh_to_sdf_gl_errors():
+        sdf = mesh_to_sdf.mesh_to_sdf(mesh, np.ascontiguousarray(points - centre))
+    sdf = np.asarray(sdf, np.float64)
     return np.abs(sdf) if mode == "unsigned" else sdf
 
 
