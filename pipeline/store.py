@@ -41,6 +41,7 @@ import json
 import os
 import secrets
 import time
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,24 @@ SMALL_FILE_BYTES = 16 * 2**20
 TMP_SUFFIX = ".tmp"
 """Every temporary file of an atomic write ends with this suffix."""
 DONE_SUFFIX = ".done.json"
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
+"""OSError numbers that mean "this output cannot be written here" (disk full, quota, file-size
+limit, read-only file system, no permission): reported as OutputError naming the file."""
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+"""Fixed npz member timestamp: ``np.savez`` stamps the current time, which breaks byte-identity."""
+
+
+class OutputError(DataError):
+    """An output in WORK cannot be written (read-only folder, disk full, file-size limit).
+
+    A DataError so the CLI shows it as one line (exit 1); the message names the file.
+    """
+
+
+def output_error(path: Path | str, error: OSError) -> OutputError:
+    """``OutputError("<path>: cannot write (No space left on device)")``."""
+    reason = error.strerror or str(error)
+    return OutputError(f"{path}: cannot write ({reason})")
 
 # --------------------------------------------------------------------------- layout
 
@@ -159,16 +178,20 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path``, on error it is removed.
 
     For writers that want a file name (cv2.imwrite, h5py, np.savez): write to the yielded path.
+    A write failure (disk full, read-only folder, file-size limit: ``WRITE_ERRNOS``) becomes
+    an ``OutputError`` naming ``path``; the old file at ``path`` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as e:
+        with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+            raise output_error(path, e) from e
         raise
 
 
@@ -190,6 +213,15 @@ def atomic_write_npy(path: Path | str, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_write_npz(path: Path | str, arrays: Mapping[str, np.ndarray]) -> None:
+    """``np.savez`` (uncompressed, no pickles) with fixed member timestamps: same arrays, same bytes."""
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for name, value in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asanyarray(value), allow_pickle=False)
+            zf.writestr(zipfile.ZipInfo(name + ".npy", date_time=_ZIP_DATE), buf.getvalue())
 
 
 def read_json(path: Path | str) -> dict:
@@ -394,8 +426,13 @@ class WorkDirLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:  # a read-only WORK: say so before any unit runs
+            if e.errno in WRITE_ERRNOS:
+                raise output_error(self.path, e) from None
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
         except OSError as e:

@@ -36,6 +36,7 @@ JPEG bytes stored as they are.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -289,9 +290,12 @@ def write_shard(path: Path, samples: Sequence[ShardSample], config: ShardConfig)
 
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
+    # Built in memory, then written with plain writes: HDF5 crashes the process (segfault on
+    # close) when a disk-full or file-size-limit error hits it mid-file.
     # libver pinned so the on-disk format does not depend on the HDF5 default; datasets and
     # groups without modification times make identical inputs byte-identical (tested).
-    with h5py.File(tmp, "w", libver=("v110", "v110"), track_order=False) as f:
+    file_image = io.BytesIO()
+    with h5py.File(file_image, "w", libver=("v110", "v110"), track_order=False) as f:
         for k, v in _root_attrs(config).items():
             f.attrs[k] = v
         for name, arr in data.items():
@@ -308,6 +312,11 @@ def write_shard(path: Path, samples: Sequence[ShardSample], config: ShardConfig)
         g = _new_group(f, "smplx")
         for name, arr in smplx.items():
             g.create_dataset(name, data=arr, track_times=False)
+    try:
+        tmp.write_bytes(file_image.getbuffer())
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ShardError(f"{path}: cannot write ({e.strerror or e})") from None
     problems = check_shard(tmp, None)
     if problems:
         tmp.unlink(missing_ok=True)

@@ -33,7 +33,7 @@ import numpy as np
 from pipeline.errors import DataError
 from pipeline.selection import Selection
 from pipeline.stages.base import Stage, StageOption, Unit
-from pipeline.store import WorkDir, atomic_path
+from pipeline.store import WorkDir, atomic_write_npz
 
 log = logging.getLogger(__name__)
 
@@ -180,9 +180,7 @@ def sequence_arrays(fit, betas: np.ndarray, frame_index: np.ndarray, sha: str) -
 
 
 def _savez(path: Path, arrays: dict) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    atomic_write_npz(path, arrays)  # fixed member timestamps: a rerun writes the same bytes
 
 
 def run_unit(unit: Unit, config: FitStageConfig) -> dict:

@@ -22,7 +22,7 @@ from pipeline.errors import DataError
 from pipeline.selection import Selection
 from pipeline.splits import get_split
 from pipeline.stages.base import Stage, StageOption, Unit
-from pipeline.store import WorkDir
+from pipeline.store import WorkDir, output_error
 
 SMPLX_KEYS = ("global_orient", "body_pose", "transl", "left_hand_pose", "right_hand_pose",
               "jaw_pose", "leye_pose", "reye_pose", "expression")
@@ -294,7 +294,10 @@ def finalize(config: SampleConfig, work: WorkDir, units: list[Unit]) -> None:
         for stale in (p for p in folder.iterdir() if SHARD_PATTERN.match(p.name) and p not in planned):
             stale.unlink()
         if any(SHARD_PATTERN.match(p.name) for p in folder.iterdir()):
-            write_index(folder, shard_config(config))
+            try:
+                write_index(folder, shard_config(config))
+            except OSError as e:  # disk full, read-only folder: one line naming the file
+                raise output_error(folder / "index.json", e) from e
 
 
 STAGE = Stage(
