@@ -108,7 +108,8 @@ def split_samples(work: WorkDir, config: SampleConfig) -> dict[str, list[SampleS
                     if sel.wants_camera(camera):
                         specs += [SampleSpec(subject, seq, camera, f) for f in frames
                                   if work.image(subject, seq, camera, f).exists()]
-        parts[part] = sorted(specs, key=lambda s: (s.subject, s.sequence, s.camera, s.frame))
+        # the views of one frame side by side: one posed body serves all of them
+        parts[part] = sorted(specs, key=lambda s: (s.subject, s.sequence, s.frame, s.camera))
     return parts
 
 
@@ -229,7 +230,11 @@ def make_sample(spec: SampleSpec, work: WorkDir, model_path: Path, config: Sampl
     if len(rows) == 0:
         raise DataError(f"{work.fit_sequence(*seq_key)}: frame {spec.frame} was not fitted")
     row = int(rows[0])
-    verts, smplx_joints = posed_body(model_path, fit, row, config.joints == "cocowb133")
+    frame_key = (seq_key, row)  # the cameras of one frame are neighbours in a shard: pose once
+    if cache.get("frame_key") != frame_key:
+        cache["frame_key"] = frame_key
+        cache["posed"] = posed_body(model_path, fit, row, config.joints == "cocowb133")
+    verts, smplx_joints = cache["posed"]
     R, t = camera.R, camera.t
     verts_cam = verts @ R.T + t
     joints_cam = target_joints(config.joints, mocap[spec.frame], smplx_joints) @ R.T + t
