@@ -41,7 +41,6 @@ import json
 import os
 import secrets
 import time
-import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,8 +57,6 @@ DONE_SUFFIX = ".done.json"
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
 """OSError numbers that mean "this output cannot be written here" (disk full, quota, file-size
 limit, read-only file system, no permission): reported as OutputError naming the file."""
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-"""Fixed npz member timestamp: ``np.savez`` stamps the current time, which breaks byte-identity."""
 
 
 class OutputError(DataError):
@@ -213,15 +210,6 @@ def atomic_write_npy(path: Path | str, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())
-
-
-def atomic_write_npz(path: Path | str, arrays: Mapping[str, np.ndarray]) -> None:
-    """``np.savez`` (uncompressed, no pickles) with fixed member timestamps: same arrays, same bytes."""
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
-        for name, value in arrays.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.asanyarray(value), allow_pickle=False)
-            zf.writestr(zipfile.ZipInfo(name + ".npy", date_time=_ZIP_DATE), buf.getvalue())
 
 
 def read_json(path: Path | str) -> dict:

@@ -33,7 +33,7 @@ import numpy as np
 from pipeline.errors import DataError
 from pipeline.selection import Selection
 from pipeline.stages.base import Stage, StageOption, Unit
-from pipeline.store import WorkDir, atomic_write_npz
+from pipeline.store import WorkDir, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,9 @@ def sequence_arrays(fit, betas: np.ndarray, frame_index: np.ndarray, sha: str) -
 
 
 def _savez(path: Path, arrays: dict) -> None:
-    atomic_write_npz(path, arrays)  # fixed member timestamps: a rerun writes the same bytes
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
 
 
 def run_unit(unit: Unit, config: FitStageConfig) -> dict:
