@@ -198,13 +198,15 @@ def _kill_and_resume(stage, seed, staged, tmp_path, scheduler):
     check_resume(stage, cli_args(spec), reference, work, folders, scheduler, seed)
 
 
-@pytest.mark.parametrize("stage", ["sample", "h3wb"])
+# The fast suite kills sample (extract: test_extract.py); h3wb (≈25 s of CPU) and fit (≈60 s)
+# would break the 2-core budget of `make test`, so they run with the seeds under `make test-all`.
+@pytest.mark.parametrize("stage", ["sample"])
 def test_kill_9_then_resume(stage, staged, tmp_path, scheduler):
     _kill_and_resume(stage, FAST_SEED, staged, tmp_path, scheduler)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [3, 4, 5])
+@pytest.mark.parametrize("seed", [1, 3, 4])
 @pytest.mark.parametrize("stage", ["sample", "h3wb", "fit"])
 def test_kill_9_then_resume_seeds(stage, seed, staged, tmp_path, scheduler):
     _kill_and_resume(stage, seed, staged, tmp_path, scheduler)
