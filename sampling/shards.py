@@ -293,9 +293,12 @@ def write_shard(path: Path, samples: Sequence[ShardSample], config: ShardConfig)
     # Built in memory, then written with plain writes: HDF5 crashes the process (segfault on
     # close) when a disk-full or file-size-limit error hits it mid-file.
     # libver pinned so the on-disk format does not depend on the HDF5 default; datasets and
-    # groups without modification times make identical inputs byte-identical (tested).
+    # groups without modification times make identical inputs byte-identical (tested). No
+    # chunk cache: each chunk is written once, and a cached chunk would get its file space
+    # when its dataset handle is closed, which Python may do late (a handle kept alive, or
+    # h5py deferring the close while another thread holds its lock): the layout would vary.
     file_image = io.BytesIO()
-    with h5py.File(file_image, "w", libver=("v110", "v110"), track_order=False) as f:
+    with h5py.File(file_image, "w", libver=("v110", "v110"), track_order=False, rdcc_nbytes=0) as f:
         for k, v in _root_attrs(config).items():
             f.attrs[k] = v
         for name, arr in data.items():

@@ -207,20 +207,14 @@ def _kill_and_resume(stage, seed, staged, tmp_path, scheduler):
 
 # The fast suite kills sample (extract: test_extract.py); h3wb (≈25 s of CPU) and fit (≈60 s)
 # would break the 2-core budget of `make test`, so they run with the seeds under `make test-all`.
-SHARD_BYTES_BUG = pytest.mark.xfail(strict=False, reason=(
-    "open bug: a shard written by fresh dask workers is sometimes not byte-identical to the same "
-    "shard written again (same decoded datasets and attributes, HDF5 layout and size differ by a "
-    "few bytes); seen in about 1 of 3 first runs on a new 2-worker cluster"))
-
-
-@pytest.mark.parametrize("stage", [pytest.param("sample", marks=SHARD_BYTES_BUG)])
+@pytest.mark.parametrize("stage", ["sample"])
 def test_kill_9_then_resume(stage, staged, tmp_path, scheduler):
     _kill_and_resume(stage, FAST_SEED, staged, tmp_path, scheduler)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 3, 4])
-@pytest.mark.parametrize("stage", [pytest.param("sample", marks=SHARD_BYTES_BUG), "h3wb", "fit"])
+@pytest.mark.parametrize("stage", ["sample", "h3wb", "fit"])
 def test_kill_9_then_resume_seeds(stage, seed, staged, tmp_path, scheduler):
     _kill_and_resume(stage, seed, staged, tmp_path, scheduler)
 

@@ -69,6 +69,24 @@ def test_deterministic_bytes(tmp_path, split):
         assert (again / name).read_bytes() == (split / name).read_bytes()
 
 
+def test_bytes_do_not_depend_on_when_dataset_handles_close(tmp_path, split, monkeypatch):
+    """A dask worker may close h5py handles late (h5py defers a close while another thread
+    holds its lock): keeping every dataset handle alive until the file closes must not change
+    the file (it did with HDF5's chunk cache, which places a chunk when its handle closes)."""
+    held = []
+    create = h5py.Group.create_dataset
+
+    def create_and_hold(self, *args, **kwargs):
+        held.append(create(self, *args, **kwargs))
+        return held[-1]
+
+    monkeypatch.setattr(h5py.Group, "create_dataset", create_and_hold)
+    again = write_synthetic_split(tmp_path, "train", 5, CONFIG, samples_per_shard=2)
+    assert held
+    for name in ("shard-00000.h5", "shard-00002.h5"):
+        assert (again / name).read_bytes() == (split / name).read_bytes()
+
+
 def test_check_shard_catches_flipped_byte_and_truncation(tmp_path, split):
     shard = read_index(split)["shards"][0]
     data = bytearray((split / shard["name"]).read_bytes())
