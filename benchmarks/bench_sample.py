@@ -21,8 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 POINTS, JOINTS, CROP = 4096, "h36m17", 256
 SPLIT_PART = "protocol1-test"
 """S9 is a protocol-1 test subject: its samples land in this part."""
@@ -37,26 +35,13 @@ TIMED = (  # (module, attribute, breakdown label); patched in this process only,
 )
 
 
-def _fit_from_groundtruth(release: Path, work: Path) -> int:
-    """WORK/fit/<S>/<seq>.npz from the release's true parameters (a perfect fit); frame count."""
-    from fitting.joint_sets import H36M17
-
-    frames = 0
-    for gt in sorted((release / "groundtruth").glob("S*/*.npz")):
-        with np.load(gt) as z:
-            params = {k: z[k] for k in z.files if k != "joints_h36m32"}
-        t = params["global_orient"].shape[0]
-        out = work / "fit" / gt.parent.name / (gt.stem.replace(" ", "_") + ".npz")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(out, **params, frame_index=np.arange(t), mpjpe_mm=np.zeros(t),
-                 joint_err_mm=np.zeros((t, len(H36M17))), converged=np.ones(t, bool))
-        frames += t
-    return frames
-
-
 def _prepare(tmp: Path, frames: int, scale: float) -> Path:
     from pipeline.api import run_stages
-    from pipeline.synthetic import SyntheticReleaseConfig, write_synthetic_release
+    from pipeline.synthetic import (
+        SyntheticReleaseConfig,
+        write_groundtruth_fits,
+        write_synthetic_release,
+    )
 
     work = tmp / "work"
     release = write_synthetic_release(tmp / "release", SyntheticReleaseConfig(
@@ -64,7 +49,7 @@ def _prepare(tmp: Path, frames: int, scale: float) -> Path:
     reports = run_stages(["extract"], work, h36m=release, stride=1, workers=2, progress=False)
     if reports[0].failed:
         raise RuntimeError(f"extract failed in the benchmark: {reports[0].failed[0].reason}")
-    _fit_from_groundtruth(release, work)
+    write_groundtruth_fits(release, work)
     return work
 
 

@@ -535,13 +535,17 @@ class Fitter:
                 frames = frames[self._stuck(err)[frames]]
             if frames.numel() == 0:
                 continue
-            donor = frames - 1 if forward else frames + 1
-            res = self.solve_frames(p[donor], target[frames], betas, self.config.sweep_iters, robust_from=0.0)
-            new_err = self.frame_errors_mm(res.params, target[frames], betas).mean(-1)
-            better = new_err < err[frames]
-            p[frames[better]] = res.params[better]
-            err[frames[better]] = new_err[better]
+            self._restart_from(p, err, frames, frames - 1 if forward else frames + 1, target, betas)
         return p, err
+
+    def _restart_from(self, p, err, frames, donors, target, betas) -> None:
+        """Fit ``frames`` (K,) starting from the poses of ``donors`` (K,); where that beats a
+        frame's MPJPE ``err`` (T,) mm, its pose in ``p`` (T, 69) and its error are replaced."""
+        res = self.solve_frames(p[donors], target[frames], betas, self.config.sweep_iters, robust_from=0.0)
+        new_err = self.frame_errors_mm(res.params, target[frames], betas).mean(-1)
+        better = new_err < err[frames]
+        p[frames[better]] = res.params[better]
+        err[frames[better]] = new_err[better]
 
     def _retry_outliers(self, p, err, target, betas):
         """Frames (keyframes included) clearly worse than the sequence's median, i.e. in a
@@ -553,14 +557,8 @@ class Fitter:
             return p, err
         for donor in ((frames - 1).clamp(min=0), (frames + 1).clamp(max=t - 1)):
             keep = donor != frames
-            f, d = frames[keep], donor[keep]
-            if f.numel() == 0:
-                continue
-            res = self.solve_frames(p[d], target[f], betas, self.config.sweep_iters, robust_from=0.0)
-            new_err = self.frame_errors_mm(res.params, target[f], betas).mean(-1)
-            better = new_err < err[f]
-            p[f[better]] = res.params[better]
-            err[f[better]] = new_err[better]
+            if bool(keep.any()):
+                self._restart_from(p, err, frames[keep], donor[keep], target, betas)
         return p, err
 
     @contextlib.contextmanager

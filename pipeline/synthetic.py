@@ -473,5 +473,27 @@ def _write_subjects(out: Path, config: SyntheticReleaseConfig, metadata: Metadat
     return jobs
 
 
-__all__ = ["SyntheticReleaseConfig", "VideoQuirk", "write_synthetic_release",
+def write_groundtruth_fits(release: Path, work_dir: Path, mpjpe_mm: float = 0.0) -> int:
+    """WORK/fit/<S>/<seq>.npz from a synthetic release's true SMPL-X parameters: a perfect fit
+    in the fit stage's format (every mocap frame, recorded error ``mpjpe_mm``), so that sample,
+    validate, audit and h3wb run on exactly known bodies without fitting. Returns the number of
+    frames written."""
+    from fitting.joint_sets import H36M17
+    from pipeline.store import WorkDir, sequence_folder_name
+
+    work = WorkDir(Path(work_dir))
+    frames = 0
+    for gt in sorted((Path(release) / "groundtruth").glob("S*/*.npz")):
+        with np.load(gt) as z:
+            params = {k: z[k] for k in z.files if k not in ("joints_h36m32", "action_id", "subaction")}
+        t = params["global_orient"].shape[0]
+        path = work.fit_sequence(gt.parent.name, sequence_folder_name(gt.stem))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_savez(path, **params, frame_index=np.arange(t), mpjpe_mm=np.full(t, mpjpe_mm),
+                      joint_err_mm=np.full((t, len(H36M17)), mpjpe_mm), converged=np.ones(t, bool))
+        frames += t
+    return frames
+
+
+__all__ = ["SyntheticReleaseConfig", "VideoQuirk", "write_synthetic_release", "write_groundtruth_fits",
            "parse_sequence_key", "release_cameras", "FPS"]

@@ -150,15 +150,6 @@ def fake_fit_from_groundtruth(release, work, mpjpe_mm: float = 0.0) -> None:
 
     Lets sample/validate/audit tests run without the fitter, on exactly known bodies.
     """
-    import numpy as np
+    from pipeline.synthetic import write_groundtruth_fits
 
-    from fitting.joint_sets import H36M17
-
-    for gt in sorted((release / "groundtruth").glob("S*/*.npz")):
-        with np.load(gt) as z:
-            params = {k: z[k] for k in z.files if k != "joints_h36m32"}
-        T = params["global_orient"].shape[0]
-        out = work / "fit" / gt.parent.name / (gt.stem.replace(" ", "_") + ".npz")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(out, **params, frame_index=np.arange(T), mpjpe_mm=np.full(T, mpjpe_mm),
-                 joint_err_mm=np.full((T, len(H36M17)), mpjpe_mm), converged=np.ones(T, bool))
+    write_groundtruth_fits(release, work, mpjpe_mm)
