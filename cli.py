@@ -289,6 +289,14 @@ class StageCommand(click.Command):
         _run_stage_names(names, kwargs)
 
 
+def quiet_dask_logs() -> None:
+    """Without -v, dask's INFO lines (scheduler and nanny start/stop) would bury the summaries."""
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        import distributed  # noqa: F401  (sets its loggers to INFO on import)
+
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
 @user_errors
 def _run_stage_names(names: list[str], kwargs: dict) -> None:
     from pipeline.api import run_stages
@@ -298,10 +306,8 @@ def _run_stage_names(names: list[str], kwargs: dict) -> None:
     common = {k: kwargs.pop(k) for k in ("scheduler", "workers", "force", "dry_run", "keep_going", "wait")}
     progress = not kwargs.pop("no_progress")
     out, h36m = kwargs.pop("out"), kwargs.pop("h36m", None)
-    if not common["dry_run"] and not logging.getLogger().isEnabledFor(logging.DEBUG):
-        import distributed  # noqa: F401  (sets its loggers to INFO on import; quiet them without -v)
-
-        logging.getLogger("distributed").setLevel(logging.WARNING)
+    if not common["dry_run"]:
+        quiet_dask_logs()
     try:
         reports = run_stages(names, out, h36m=h36m, selection=selection, stride=stride,
                              options=kwargs, progress=progress, echo=click.echo, **common)
@@ -501,6 +507,7 @@ def demo(work: Path, epochs: int, workers: int | None, scheduler: str | None, no
     from pipeline.demo import DemoConfig, format_summary, run_demo
 
     config = DemoConfig(epochs=epochs, workers=workers, scheduler=scheduler, progress=not no_progress)
+    quiet_dask_logs()
     summary = run_demo(work, config, echo=click.echo)
     click.echo(format_summary(summary))
 
@@ -525,6 +532,7 @@ def spot_check(h36m: Path, frames_per_sequence: int, max_fit_p95_mm: float, body
 
     config = SpotCheckConfig(frames=frames_per_sequence, max_fit_p95_mm=max_fit_p95_mm, body_model=body_model,
                              workers=workers, scheduler=scheduler)
+    quiet_dask_logs()
     checks = spot_check(h36m, build_selection_from(selection), config, echo=click.echo)
     click.echo(format_verdict(checks))
     if junit:
