@@ -30,6 +30,9 @@ class SpotCheckConfig:
     """Shard samples whose contents the validator recomputes, per split folder."""
     body_model: str = "synthetic"
     """SMPL-X file or folder, or "synthetic"."""
+    shape_frames: int = 16
+    """Frames each subject's shape is fitted to (the fit stage's 96 take most of a spot
+    check's time; the fit error threshold still guards the result)."""
     workers: int | None = None
     """dask workers (default: one per core)."""
     scheduler: str | None = None
@@ -61,6 +64,16 @@ def choose_subset(h36m: Path, selection: Selection, frames: int) -> Selection:
                    frames=(start, start + frames), stride=1)
 
 
+def h3wb_split_options(subjects: tuple[str, ...]) -> dict[str, str]:
+    """H3WB train/test options for the checked subjects: the H3WB test subjects (S8) among them
+    test, the others train."""
+    from pipeline.stages.h3wb import H3WBConfig, parse_subjects
+
+    test = parse_subjects(H3WBConfig.test)
+    return {"train": ",".join(s for s in subjects if s not in test),
+            "test": ",".join(s for s in subjects if s in test)}
+
+
 def spot_check(h36m: Path, selection: Selection, config: SpotCheckConfig = SpotCheckConfig(),
                work: Path | None = None, echo=print) -> list[Check]:
     """Run the subset through every stage and return the checks (all must be ok)."""
@@ -79,7 +92,8 @@ def spot_check(h36m: Path, selection: Selection, config: SpotCheckConfig = SpotC
     t0 = time.perf_counter()
     reports = run_stages(["extract", "fit", "sample", "h3wb"], work, h36m=h36m, selection=subset, stride=1,
                          options={"body_model": config.body_model, "train_stride": 2, "test_stride": 2,
-                                  "train": ",".join(subset.subjects)},  # H3WB train split = the subset
+                                  "shape_frames": config.shape_frames,
+                                  **h3wb_split_options(subset.subjects)},
                          scheduler=config.scheduler, workers=config.workers, progress=False)
     for r in reports:
         reasons = "; ".join(f"{o.key}: {o.reason}" for o in r.failed)
@@ -99,14 +113,15 @@ def spot_check(h36m: Path, selection: Selection, config: SpotCheckConfig = SpotC
     manifest = json.loads((Path(work) / "h3wb" / "manifest.json").read_text())
     counts = {split: c.get("samples", 0) for split, c in manifest["counts"].items()}
     poses_ok = all(n % 4 == 0 for n in counts.values())
-    checks.append(Check("h3wb files", counts.get("train", 0) > 0 and poses_ok,
+    checks.append(Check("h3wb files", bool(counts) and all(n > 0 for n in counts.values()) and poses_ok,
                         f"samples per split {counts} (each pose in 4 cameras)"))
     return checks
 
 
 def format_verdict(checks: list[Check]) -> str:
     width = max(len(c.name) for c in checks)
-    lines = [f"{'PASS' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}" for c in checks]
+    lines = [f"{'PASS' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}"
+             + (f"  [{c.seconds:.1f} s]" if c.seconds else "") for c in checks]
     ok = all(c.ok for c in checks)
     lines.append(f"spot-check: {'PASSED' if ok else 'FAILED'} ({sum(c.ok for c in checks)}/{len(checks)} checks)")
     return "\n".join(lines)

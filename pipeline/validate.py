@@ -60,6 +60,15 @@ def work_dir_of(split_dir: Path) -> WorkDir:
 # --- independent references -------------------------------------------------------------------
 
 
+CHUNK_POINTS = 8
+"""Points per brute-force block: (points x faces x 3 x 3) float64 temporaries stay a few MB."""
+
+
+def _norm(x: np.ndarray) -> np.ndarray:
+    """Euclidean norm over the last axis (np.linalg.norm is several times slower on (P, F, 3))."""
+    return np.sqrt(np.einsum("...i,...i->...", x, x))
+
+
 def closest_distance_f64(points: np.ndarray, tri: np.ndarray) -> np.ndarray:
     """(P,) exact distance from points (P, 3) to the union of triangles (F, 3, 3), float64 brute force.
 
@@ -71,36 +80,36 @@ def closest_distance_f64(points: np.ndarray, tri: np.ndarray) -> np.ndarray:
     n = np.cross(b - a, c - a)
     nn = np.einsum("fi,fi->f", n, n)
     ok = nn > 1e-30
-    for start in range(0, len(points), 64):
-        p = points[start:start + 64, None, :]  # (p, 1, 3)
+    for start in range(0, len(points), CHUNK_POINTS):
+        p = points[start:start + CHUNK_POINTS, None, :]  # (p, 1, 3)
         d_plane = np.einsum("pfi,fi->pf", p - a, n) / np.where(ok, nn, 1)
         q = p - d_plane[..., None] * n  # projection on the plane
         # barycentric sign test: inside when q is on the inner side of all three edges
         inside = ok & (np.einsum("pfi,fi->pf", np.cross(b - a, q - a), n) >= 0) \
             & (np.einsum("pfi,fi->pf", np.cross(c - b, q - b), n) >= 0) \
             & (np.einsum("pfi,fi->pf", np.cross(a - c, q - c), n) >= 0)
-        d = np.where(inside, np.linalg.norm(p - q, axis=-1), np.inf)
+        d = np.where(inside, _norm(p - q), np.inf)
         for e0, e1 in ((a, b), (b, c), (c, a)):
             e = e1 - e0
             s = np.clip(np.einsum("pfi,fi->pf", p - e0, e) / np.maximum(np.einsum("fi,fi->f", e, e), 1e-300), 0, 1)
-            d = np.minimum(d, np.linalg.norm(p - (e0 + s[..., None] * e), axis=-1))
-        best[start:start + 64] = d.min(axis=1)
+            d = np.minimum(d, _norm(p - (e0 + s[..., None] * e)))
+        best[start:start + CHUNK_POINTS] = d.min(axis=1)
     return best
 
 
 def winding_number_f64(points: np.ndarray, tri: np.ndarray) -> np.ndarray:
     """(P,) generalized winding number, exact solid-angle sum (Van Oosterom–Strackee), float64."""
     out = np.zeros(len(points))
-    for start in range(0, len(points), 64):
-        p = points[start:start + 64, None, None, :]
+    for start in range(0, len(points), CHUNK_POINTS):
+        p = points[start:start + CHUNK_POINTS, None, None, :]
         r = tri[None] - p  # (p, F, 3, 3)
-        ln = np.linalg.norm(r, axis=-1)
+        ln = _norm(r)
         det = np.einsum("pfi,pfi->pf", r[:, :, 0], np.cross(r[:, :, 1], r[:, :, 2]))
         dots = (ln[..., 0] * ln[..., 1] * ln[..., 2]
                 + np.einsum("pfi,pfi->pf", r[:, :, 0], r[:, :, 1]) * ln[..., 2]
                 + np.einsum("pfi,pfi->pf", r[:, :, 1], r[:, :, 2]) * ln[..., 0]
                 + np.einsum("pfi,pfi->pf", r[:, :, 2], r[:, :, 0]) * ln[..., 1])
-        out[start:start + 64] = (2 * np.arctan2(det, dots)).sum(axis=1) / (4 * np.pi)
+        out[start:start + CHUNK_POINTS] = (2 * np.arctan2(det, dots)).sum(axis=1) / (4 * np.pi)
     return out
 
 

@@ -30,3 +30,16 @@ def test_verdict_and_junit_report_failures():
     suite = ET.fromstring(junit_xml(checks))
     assert suite.get("failures") == "1"
     assert suite[1].find("failure").get("message") == "31.00 mm (limit 20 mm)"
+
+
+def test_h3wb_splits_of_the_checked_subjects_never_overlap():
+    from pipeline.spotcheck import h3wb_split_options
+
+    assert h3wb_split_options(("S1", "S8", "S9")) == {"train": "S1,S9", "test": "S8"}
+    assert h3wb_split_options(("S9",)) == {"train": "S9", "test": ""}
+    assert h3wb_split_options(("S8",)) == {"train": "", "test": "S8"}
+
+
+def test_shape_frames_below_one_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(main, ["fit", "--out", str(tmp_path), "--shape-frames", "0", "--no-progress"])
+    assert result.exit_code == 2 and "--shape-frames must be at least 1" in result.output

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import DataError
+from pipeline.errors import DataError, SelectionError
 from pipeline.selection import Selection
 from pipeline.stages.base import Stage, StageOption, Unit
 from pipeline.store import WorkDir, atomic_path
@@ -56,6 +56,9 @@ class FitStageConfig:
     """Optional (17|32, V) regressor file (.npy/.npz) replacing the named correspondence."""
     pose_prior: Path | None = None
     """Optional GMM pose prior file (.pkl/.npz: means, covars, weights) replacing the L2 prior."""
+    shape_frames: int = 96
+    """Mocap frames, drawn from all of a subject's sequences, that its shape (betas) is fitted
+    to; fewer is faster (spot checks) and less exact."""
 
 
 def _extracted_sequences(work: WorkDir, subject: str) -> list[str]:
@@ -86,6 +89,8 @@ def plan(config: FitStageConfig, work: WorkDir) -> list[Unit]:
     """One unit per selected subject that has extracted sequences (see the module docstring)."""
     from fitting.bodymodel import resolve_body_model
 
+    if config.shape_frames < 1:
+        raise SelectionError(f"--shape-frames must be at least 1, got {config.shape_frames}")
     sel = config.selection
     root = work.root / "extract"
     subjects = sorted(d.name for d in root.iterdir() if d.is_dir() and sel.wants_subject(d.name)) \
@@ -111,7 +116,8 @@ def plan(config: FitStageConfig, work: WorkDir) -> list[Unit]:
             outputs=(work.fit_shape(subject), *(work.fit_sequence(subject, s) for s in chosen)),
             inputs=inputs,
             params={"device": device, "frames": list(sel.frames), "stride": sel.stride, "sequences": chosen,
-                    "joint_regressor": str(config.joint_regressor or ""), "pose_prior": str(config.pose_prior or "")},
+                    "joint_regressor": str(config.joint_regressor or ""), "pose_prior": str(config.pose_prior or ""),
+                    "shape_frames": config.shape_frames},
             payload={"work": str(work.root), "subject": subject, "every": every, "chosen": chosen,
                      "model_path": str(model_path), "device": device},
             resources={"GPU": 1} if device == "cuda" else None,
@@ -147,7 +153,8 @@ def read_joints(path: Path) -> np.ndarray:
     return joints.astype(np.float64)
 
 
-def make_fitter(model_path: Path, device: str, joint_regressor: Path | None = None, pose_prior: Path | None = None):
+def make_fitter(model_path: Path, device: str, joint_regressor: Path | None = None, pose_prior: Path | None = None,
+                shape_frames: int = 96):
     """A fitting.smplify.Fitter for a model file, on ``device``, with the optional user files."""
     import torch
 
@@ -159,7 +166,7 @@ def make_fitter(model_path: Path, device: str, joint_regressor: Path | None = No
                             num_expression_coeffs=NUM_EXPRESSION, use_face_contour=False, flat_hand_mean=False)
     regressor = load_joint_regressor(joint_regressor, model.v_template.shape[0]) if joint_regressor else None
     gmm = load_gmm_prior(pose_prior) if pose_prior else None
-    return Fitter(model, FitConfig(device=device), regressor=regressor, gmm=gmm)
+    return Fitter(model, FitConfig(device=device, shape_frames=shape_frames), regressor=regressor, gmm=gmm)
 
 
 def sequence_arrays(fit, betas: np.ndarray, frame_index: np.ndarray, sha: str) -> dict[str, np.ndarray]:
@@ -192,7 +199,8 @@ def run_unit(unit: Unit, config: FitStageConfig) -> dict:
     p = unit.payload
     work = WorkDir(Path(p["work"]))
     subject = p["subject"]
-    fitter = make_fitter(Path(p["model_path"]), p["device"], config.joint_regressor, config.pose_prior)
+    fitter = make_fitter(Path(p["model_path"]), p["device"], config.joint_regressor, config.pose_prior,
+                         config.shape_frames)
     sha = model_sha256(p["model_path"])
     joints = {s: read_joints(work.joints_world(subject, s)) for s in p["every"]}
     betas, info = fitter.fit_shape([joints[s] for s in p["every"]])
@@ -228,6 +236,7 @@ STAGE = Stage(
         StageOption("device", str, "auto, cuda or cpu."),
         StageOption("joint_regressor", Path, "Regressor file (17|32 x V, .npy/.npz) replacing the named correspondence."),
         StageOption("pose_prior", Path, "GMM pose prior file (.pkl/.npz) replacing the L2 pose prior."),
+        StageOption("shape_frames", int, "Frames the subject's shape is fitted to (default 96; fewer: faster)."),
     ),
     default_stride=1,
 )
