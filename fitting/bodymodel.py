@@ -159,13 +159,56 @@ def _synthetic_stamp(seed: int) -> dict:
     return {"generator_version": SYNTHETIC_GENERATOR_VERSION, "seed": int(seed)}
 
 
+CACHE_ENV = "H36M_NVF_CACHE"
+"""Environment variable: folder that keeps the generated synthetic model between work dirs
+(default ``$XDG_CACHE_HOME/h36m-nvf`` or ``~/.cache/h36m-nvf``; "off": no cache)."""
+_STAMP_FILENAME = "SMPLX_NEUTRAL.json"
+
+
+def synthetic_cache_dir(seed: int) -> Path | None:
+    """Cache folder of the synthetic model of ``seed`` (None when the cache is off)."""
+    root = os.environ.get(CACHE_ENV, "")
+    if root == "off":
+        return None
+    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "h36m-nvf"
+    return base / f"synthetic-smplx-v{SYNTHETIC_GENERATOR_VERSION}-seed{int(seed)}"
+
+
+def _synthetic_is_current(folder: Path, stamp: dict) -> bool:
+    """The folder's model matches the stamp (seed, generator version) and its recorded sha256."""
+    from fitting.synthetic_model import MODEL_FILENAME
+
+    path, stamp_path = folder / MODEL_FILENAME, folder / _STAMP_FILENAME
+    if not (path.is_file() and stamp_path.is_file()):
+        return False
+    try:
+        recorded = json.loads(stamp_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return {k: recorded.get(k) for k in stamp} == stamp and recorded.get("sha256") == model_sha256(path)
+
+
+def _copy_synthetic(src: Path, dst: Path) -> None:
+    """Copy model then stamp (the stamp last: a half copy is never current), each atomically."""
+    import shutil
+
+    from fitting.synthetic_model import MODEL_FILENAME
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in (MODEL_FILENAME, _STAMP_FILENAME):
+        tmp = dst / f".{name}.{os.getpid()}.tmp"
+        shutil.copyfile(src / name, tmp)
+        os.replace(tmp, dst / name)
+
+
 def resolve_body_model(spec: str | Path, work_dir: Path | None, *, seed: int = 0) -> Path:
     """The model file to load for ``--body-model SPEC``.
 
-    ``"synthetic"``: writes ``work_dir/bodymodel/SMPLX_NEUTRAL.npz`` when absent or stale
+    ``"synthetic"``: ``work_dir/bodymodel/SMPLX_NEUTRAL.npz``, written when absent or stale
     (different seed or generator version, recorded in ``SMPLX_NEUTRAL.json`` beside it; the
-    file's sha256 is checked too) and returns it. Otherwise ``spec`` is a real SMPL-X file
-    or a folder holding one; it is validated and returned.
+    file's sha256 is checked too): copied from the cache (``synthetic_cache_dir``) when a
+    current copy is there, else generated (≈20 s on CPU) and cached. Otherwise ``spec`` is a
+    real SMPL-X file or a folder holding one; it is validated and returned.
     """
     if str(spec) == SYNTHETIC_SPEC:
         if work_dir is None:
@@ -173,21 +216,24 @@ def resolve_body_model(spec: str | Path, work_dir: Path | None, *, seed: int = 0
         from fitting.synthetic_model import MODEL_FILENAME, write_synthetic_model
 
         folder = Path(work_dir) / "bodymodel"
-        path = folder / MODEL_FILENAME
-        stamp_path = folder / "SMPLX_NEUTRAL.json"
         stamp = _synthetic_stamp(seed)
-        if path.is_file() and stamp_path.is_file():
-            try:
-                recorded = json.loads(stamp_path.read_text())
-            except (OSError, ValueError):
-                recorded = {}
-            if {k: recorded.get(k) for k in stamp} == stamp and recorded.get("sha256") == model_sha256(path):
-                return path
+        if _synthetic_is_current(folder, stamp):
+            return folder / MODEL_FILENAME
+        cache = synthetic_cache_dir(seed)
+        if cache is not None and _synthetic_is_current(cache, stamp):
+            _copy_synthetic(cache, folder)
+            return folder / MODEL_FILENAME
         write_synthetic_model(folder, seed=seed)
+        stamp_path = folder / _STAMP_FILENAME
         tmp = stamp_path.with_name(stamp_path.name + ".tmp")
-        tmp.write_text(json.dumps(dict(stamp, sha256=model_sha256(path)), indent=1) + "\n")
+        tmp.write_text(json.dumps(dict(stamp, sha256=model_sha256(folder / MODEL_FILENAME)), indent=1) + "\n")
         os.replace(tmp, stamp_path)
-        return path
+        if cache is not None:
+            try:
+                _copy_synthetic(folder, cache)
+            except OSError:  # a read-only or full home: the cache is only an optimisation
+                pass
+        return folder / MODEL_FILENAME
     p = Path(spec).expanduser()
     if p.is_dir():
         p = _find_in_folder(p)

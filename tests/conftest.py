@@ -108,6 +108,15 @@ def tiny_release(tmp_path_factory):
 # --------------------------------------------------------------------------- synthetic model + work dir
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_user_cache():
+    """Tests (and the CLI processes they start) never read or write ~/.cache/h36m-nvf."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("H36M_NVF_CACHE", "off")
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory):
     """A work-dir-like folder whose ``bodymodel/`` holds the synthetic SMPL-X model.

@@ -165,6 +165,32 @@ def test_resolve_synthetic_writes_once_and_rewrites_when_stale(tmp_path, model_p
     assert not list((work / "bodymodel").glob("*.tmp"))
 
 
+def test_synthetic_model_comes_from_the_cache_across_work_dirs(tmp_path, model_path, monkeypatch):
+    calls = []
+
+    def fake_write(folder, seed=0):
+        calls.append(seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "SMPLX_NEUTRAL.npz").write_bytes(model_path.read_bytes())
+        return folder / "SMPLX_NEUTRAL.npz"
+
+    monkeypatch.setattr("fitting.synthetic_model.write_synthetic_model", fake_write)
+    monkeypatch.setenv(bodymodel.CACHE_ENV, str(tmp_path / "cache"))
+    first = resolve_body_model("synthetic", tmp_path / "a")
+    second = resolve_body_model("synthetic", tmp_path / "b")
+    assert calls == [0]  # generated once, then copied from the cache
+    assert second.read_bytes() == first.read_bytes() == model_path.read_bytes()
+    cached = bodymodel.synthetic_cache_dir(0) / "SMPLX_NEUTRAL.npz"
+    cached.write_bytes(b"corrupted")  # a damaged cache copy is never used
+    resolve_body_model("synthetic", tmp_path / "c")
+    assert calls == [0, 0]
+    monkeypatch.setenv(bodymodel.CACHE_ENV, "off")
+    assert bodymodel.synthetic_cache_dir(0) is None
+    resolve_body_model("synthetic", tmp_path / "d")
+    assert calls == [0, 0, 0]
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
 def test_load_body_model_options(model_path, arrays):
     model = load_body_model(model_path, dtype=torch.float64, batch_size=3)
     out = model()
