@@ -143,7 +143,9 @@ def _empty_dir(tmp_path):
     return d
 
 
-def test_resolve_synthetic_writes_once_and_rewrites_when_stale(tmp_path, model_path, monkeypatch):
+@pytest.fixture
+def generator_calls(model_path, monkeypatch):
+    """The seeds the synthetic model generator is called with; it writes a copy of the model."""
     calls = []
 
     def fake_write(folder, seed=0):
@@ -153,6 +155,11 @@ def test_resolve_synthetic_writes_once_and_rewrites_when_stale(tmp_path, model_p
         return folder / "SMPLX_NEUTRAL.npz"
 
     monkeypatch.setattr("fitting.synthetic_model.write_synthetic_model", fake_write)
+    return calls
+
+
+def test_resolve_synthetic_writes_once_and_rewrites_when_stale(tmp_path, generator_calls):
+    calls = generator_calls
     work = tmp_path / "work"
     p = resolve_body_model("synthetic", work)
     assert p == work / "bodymodel" / "SMPLX_NEUTRAL.npz" and calls == [0]
@@ -165,16 +172,8 @@ def test_resolve_synthetic_writes_once_and_rewrites_when_stale(tmp_path, model_p
     assert not list((work / "bodymodel").glob("*.tmp"))
 
 
-def test_synthetic_model_comes_from_the_cache_across_work_dirs(tmp_path, model_path, monkeypatch):
-    calls = []
-
-    def fake_write(folder, seed=0):
-        calls.append(seed)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "SMPLX_NEUTRAL.npz").write_bytes(model_path.read_bytes())
-        return folder / "SMPLX_NEUTRAL.npz"
-
-    monkeypatch.setattr("fitting.synthetic_model.write_synthetic_model", fake_write)
+def test_synthetic_model_comes_from_the_cache_across_work_dirs(tmp_path, model_path, generator_calls, monkeypatch):
+    calls = generator_calls
     monkeypatch.setenv(bodymodel.CACHE_ENV, str(tmp_path / "cache"))
     first = resolve_body_model("synthetic", tmp_path / "a")
     second = resolve_body_model("synthetic", tmp_path / "b")
