@@ -46,6 +46,7 @@ from pipeline.cameras import (
 from pipeline.errors import DataError
 from pipeline.metadata import Metadata, default_metadata, write_metadata
 from pipeline.quirks import canonical_action
+from pipeline.store import WorkDir, atomic_path, atomic_write_bytes, sequence_folder_name
 from sampling.rng import rng_for
 
 FPS = 50
@@ -234,15 +235,8 @@ def _sequence_params(body: _Body, betas: np.ndarray, action: str, frames: int, s
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 @contextlib.contextmanager
@@ -436,8 +430,8 @@ def write_synthetic_release(out: Path, config: SyntheticReleaseConfig | None = N
     write_metadata(out / "metadata.xml", metadata)
     (out / "groundtruth").mkdir(exist_ok=True)
     release_config = {k: v for k, v in asdict(config).items() if k not in ("model_cache", "workers")}
-    _atomic_text(out / "groundtruth" / "model.json", json.dumps(
-        {"model": model_record, "config": release_config, "fps": FPS}, indent=2, default=list))
+    atomic_write_bytes(out / "groundtruth" / "model.json", json.dumps(
+        {"model": model_record, "config": release_config, "fps": FPS}, indent=2, default=list).encode())
     return out
 
 
@@ -479,8 +473,6 @@ def write_groundtruth_fits(release: Path, work_dir: Path, mpjpe_mm: float = 0.0)
     validate, audit and h3wb run on exactly known bodies without fitting. Returns the number of
     frames written."""
     from fitting.joint_sets import H36M17
-    from pipeline.store import WorkDir, sequence_folder_name
-
     work = WorkDir(Path(work_dir))
     frames = 0
     for gt in sorted((Path(release) / "groundtruth").glob("S*/*.npz")):

@@ -154,6 +154,17 @@ def synthetic_release(tmp_path_factory, model_cache):
     return write_synthetic_release(root, config)
 
 
+def extract_with_true_fit(work, release, model_cache, **run_options):
+    """WORK with the synthetic model installed, ``release`` extracted (``run_options`` go to
+    run_stages: stride, workers or scheduler) and a perfect fit; the extract StageReport."""
+    from pipeline.api import run_stages
+
+    install_model(model_cache, work)
+    (report,) = run_stages(["extract"], work, h36m=release, progress=False, **run_options)
+    fake_fit_from_groundtruth(release, work)
+    return report
+
+
 def fake_fit_from_groundtruth(release, work, mpjpe_mm: float = 0.0) -> None:
     """WORK/fit/<S>/<seq>.npz made from the release's true params (a perfect fit).
 

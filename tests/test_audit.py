@@ -8,19 +8,16 @@ import re
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import fake_fit_from_groundtruth, install_model
+from conftest import extract_with_true_fit
 
 from cli import main
 from fitting.joint_sets import H36M17
-from pipeline.api import run_stages
 
 
 @pytest.fixture(scope="module")
 def audited_work(tmp_path_factory, synthetic_release, model_cache):
     work = tmp_path_factory.mktemp("audit_work")
-    install_model(model_cache, work)
-    run_stages(["extract"], work, h36m=synthetic_release, stride=2, workers=1, progress=False)
-    fake_fit_from_groundtruth(synthetic_release, work)
+    extract_with_true_fit(work, synthetic_release, model_cache, stride=2, workers=1)
     # Known, uneven per-frame errors so that every statistic is distinguishable.
     path = work / "fit" / "S9" / "Walking_1.npz"
     with np.load(path) as z:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import fake_fit_from_groundtruth, install_model
+from conftest import extract_with_true_fit
 
 from cli import main
 
@@ -166,15 +166,11 @@ def clone_subject(work: Path, src: str, dst: str) -> None:
 def staged(tmp_path_factory, synthetic_release, model_cache, scheduler):
     """WORK after extract (S9 of the synthetic release) and a perfect fit, plus S1 = a copy of
     S9: two subjects, so fit and h3wb have several units. Copy it before use."""
-    from pipeline.api import run_stages
 
     work = tmp_path_factory.mktemp("staged") / "work"
     work.mkdir()
-    install_model(model_cache, work)
-    (report,) = run_stages(["extract"], work, h36m=synthetic_release, stride=1, scheduler=scheduler,
-                           progress=False)
+    report = extract_with_true_fit(work, synthetic_release, model_cache, stride=1, scheduler=scheduler)
     assert not report.failed, report.format()
-    fake_fit_from_groundtruth(synthetic_release, work)
     clone_subject(work, "S9", "S1")
     return work
 

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import fake_fit_from_groundtruth, install_model
+from conftest import extract_with_true_fit
 
 from cli import main
 from fitting.joint_sets import H36M17_FROM_H36M32
@@ -22,9 +22,7 @@ SPLIT = "protocol1-test"  # S9 is a protocol-1 test subject
 @pytest.fixture(scope="module")
 def sampled_work(tmp_path_factory, synthetic_release, model_cache):
     work = tmp_path_factory.mktemp("work")
-    install_model(model_cache, work)
-    run_stages(["extract"], work, h36m=synthetic_release, stride=1, workers=2, progress=False)
-    fake_fit_from_groundtruth(synthetic_release, work)
+    extract_with_true_fit(work, synthetic_release, model_cache, stride=1, workers=2)
     reports = run_stages(["sample"], work, options={"test_stride": 3, "points": 512, "samples_per_shard": 8},
                          workers=2, progress=False)
     assert not reports[0].failed, reports[0].format()

@@ -89,6 +89,10 @@ class StageOption:
         return "--" + self.field.replace("_", "-")
 
 
+BODY_MODEL_OPTION = StageOption("body_model", str, "SMPL-X file or folder, or 'synthetic'.")
+"""``--body-model``, shared by the stages that pose the body (fit, sample, h3wb)."""
+
+
 @dataclass(frozen=True)
 class Stage:
     """A named stage: config type, plan, unit function and its command-line options."""

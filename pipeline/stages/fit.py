@@ -32,7 +32,7 @@ import numpy as np
 
 from pipeline.errors import DataError, SelectionError
 from pipeline.selection import Selection
-from pipeline.stages.base import Stage, StageOption, Unit
+from pipeline.stages.base import BODY_MODEL_OPTION, Stage, StageOption, Unit
 from pipeline.store import WorkDir, atomic_path
 
 log = logging.getLogger(__name__)
@@ -232,7 +232,7 @@ STAGE = Stage(
     plan=plan,
     run_unit=run_unit,
     options=(
-        StageOption("body_model", str, "SMPL-X file or folder, or 'synthetic'."),
+        BODY_MODEL_OPTION,
         StageOption("device", str, "auto, cuda or cpu."),
         StageOption("joint_regressor", Path, "Regressor file (17|32 x V, .npy/.npz) replacing the named correspondence."),
         StageOption("pose_prior", Path, "GMM pose prior file (.pkl/.npz) replacing the L2 pose prior."),

@@ -32,7 +32,7 @@ import numpy as np
 
 from pipeline.errors import DataError
 from pipeline.selection import Selection
-from pipeline.stages.base import Stage, StageOption, Unit
+from pipeline.stages.base import BODY_MODEL_OPTION, Stage, StageOption, Unit
 
 SPLIT_FILES = {
     "train": ("2Dto3D_train.json", "RGBto3D_train.json", "videopose3d_train.npz",
@@ -560,6 +560,6 @@ STAGE = Stage(
         StageOption("test", str, "Test subjects, comma-separated (H3WB: S8)."),
         StageOption("max_fit_error_mm", float, "Leave out frames whose fit MPJPE exceeds this (mm)."),
         StageOption("seed", int, "Seed of the I2D masks."),
-        StageOption("body_model", str, "SMPL-X file or folder, or 'synthetic'."),
+        BODY_MODEL_OPTION,
     ),
 )

@@ -21,7 +21,7 @@ import numpy as np
 from pipeline.errors import DataError
 from pipeline.selection import Selection
 from pipeline.splits import get_split
-from pipeline.stages.base import Stage, StageOption, Unit
+from pipeline.stages.base import BODY_MODEL_OPTION, Stage, StageOption, Unit
 from pipeline.store import WorkDir, output_error
 
 SMPLX_KEYS = ("global_orient", "body_pose", "transl", "left_hand_pose", "right_hand_pose",
@@ -322,7 +322,7 @@ STAGE = Stage(
         StageOption("radius", float, "Vote radius in metres."),
         StageOption("crop", int, "Crop side in pixels."),
         StageOption("samples_per_shard", int, "Samples per shard file."),
-        StageOption("body_model", str, "SMPL-X file or folder, or 'synthetic'."),
+        BODY_MODEL_OPTION,
         StageOption("sdf_backend", str, "SDF backend: auto, cpu, cuda, torch, mesh-to-sdf."),
         StageOption("seed", int, "Global random seed."),
     ),
