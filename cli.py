@@ -101,11 +101,11 @@ def body_model_synthetic(out_dir: Path, seed: int) -> None:
 
     The official download layout: ``smplx.create(OUT_DIR, model_type="smplx", ...)`` loads it.
     """
-    from fitting.bodymodel import model_sha256
+    from common.hashing import sha256_file
     from fitting.synthetic_model import write_synthetic_model
 
     path = write_synthetic_model(out_dir / "smplx", seed=seed)
-    click.echo(f"{path}  sha256={model_sha256(path)}")
+    click.echo(f"{path}  sha256={sha256_file(path)}")
 
 
 @body_model.command("check")
@@ -113,10 +113,11 @@ def body_model_synthetic(out_dir: Path, seed: int) -> None:
 @user_errors
 def body_model_check(model: Path) -> None:
     """Validate an SMPL-X model file (or a folder holding one); print its path and sha256."""
-    from fitting.bodymodel import model_sha256, resolve_body_model
+    from common.hashing import sha256_file
+    from fitting.bodymodel import resolve_body_model
 
     path = resolve_body_model(model, None)
-    click.echo(f"{path}  sha256={model_sha256(path)}")
+    click.echo(f"{path}  sha256={sha256_file(path)}")
 
 
 # --- synthetic release and inspection (pipeline/synthetic.py, pipeline/h36m.py) ---
@@ -257,7 +258,7 @@ class StageCommand(click.Command):
                          + "), each with its options; a stage only redoes what is not up to date.")
         else:
             stage = stages[0]
-            self.help = f"{stage.help}\n\nDefault --stride: {stage.default_stride}."
+            self.help = f"{stage.help}\n\n" + (stage.stride_help or f"Default --stride: {stage.default_stride}.")
         self.params = params + _decorator_params(selection_options) + _stage_option_params(stages)
         self._built = True
 
