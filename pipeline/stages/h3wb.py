@@ -227,7 +227,7 @@ def plan(config: H3WBConfig, work, *, with_body_model: bool = True) -> list:
                 fit = work.fit_sequence(subject, sequence)
                 if fit.is_file():
                     inputs[f"{subject}/{sequence}/fit"] = fit
-        params = {k: v for k, v in asdict(config).items() if k != "selection"}
+        params = {k: v for k, v in asdict(config).items() if k not in ("selection", "h36m")}
         params["selection"] = config.selection.to_json()
         units.append(Unit(key=split, outputs=tuple(work.h3wb_dir / n for n in SPLIT_FILES[split]),
                           inputs=inputs, params={**params, "split": split, "subjects": list(subjects)},
