@@ -32,20 +32,16 @@ from pathlib import Path
 import numpy as np
 
 from common.hashing import sha256_file
+from fitting.smplx_params import SMPLX_FRAME_PARAM_DIMS
 from pipeline.errors import DataError
 from pipeline.release.cameras import Camera
 from pipeline.release.h36m import FPS
 from pipeline.release.h36m import NUM_JOINTS as NUM_MOCAP_JOINTS
 from pipeline.store import WorkDir, atomic_path, atomic_write_json, atomic_write_npy
 
-SMPLX_PARAM_KEYS = ("global_orient", "body_pose", "transl", "left_hand_pose", "right_hand_pose",
-                    "jaw_pose", "leye_pose", "reye_pose", "expression")
+SMPLX_PARAM_KEYS = tuple(SMPLX_FRAME_PARAM_DIMS)
 """Per-frame SMPL-X forward keyword arguments stored in a fit npz (``betas`` is per subject)."""
-SMPLX_PARAM_DIMS = {"global_orient": 3, "body_pose": 63, "transl": 3, "left_hand_pose": 45,
-                    "right_hand_pose": 45, "jaw_pose": 3, "leye_pose": 3, "reye_pose": 3,
-                    "expression": 10}
-"""Width of each per-frame parameter (axis-angle in radians; transl in metres)."""
-NUM_EXPRESSION = SMPLX_PARAM_DIMS["expression"]
+NUM_EXPRESSION = SMPLX_FRAME_PARAM_DIMS["expression"]
 
 
 # --------------------------------------------------------------------------- sequence.json

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from common.device import DeviceError, check_device_name, cuda_device_count
+from fitting.smplx_params import SMPLX_FRAME_PARAM_DIMS
 from pipeline.artifacts import (
     NUM_EXPRESSION,
-    SMPLX_PARAM_DIMS,
     BodyModel,
     FitSequence,
     FitShape,
@@ -179,7 +179,7 @@ def run_unit(unit: Unit, config: FitStageConfig) -> dict:
 def fit_record(fit, betas: np.ndarray, frame_index: np.ndarray, sha: str) -> FitSequence:
     """The FitSequence of a fitter result (hands, face and expression at their mean: zeros)."""
     t = len(frame_index)
-    params = {k: np.zeros((t, d)) for k, d in SMPLX_PARAM_DIMS.items()}
+    params = {k: np.zeros((t, d)) for k, d in SMPLX_FRAME_PARAM_DIMS.items()}
     params.update(global_orient=fit.global_orient, body_pose=fit.body_pose, transl=fit.transl)
     return FitSequence(betas=np.asarray(betas), params=params, frame_index=frame_index,
                        mpjpe_mm=fit.mpjpe_mm, joint_err_mm=fit.joint_err_mm, converged=fit.converged,

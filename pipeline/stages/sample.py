@@ -240,10 +240,11 @@ def make_sample(spec: SampleSpec, work: WorkDir, model_path: Path, config: Sampl
 
     from common.rng import rng_for
     from fitting.bodymodel import cached_body_model_f64
+    from fitting.smplx_params import smplx_params_to_camera
     from pipeline.release.cameras import undistort_image
     from sampling.frustum import SamplerConfig, sample_query_points
     from sampling.sdf import signed_distance
-    from sampling.shards import ShardSample, smplx_params_to_camera
+    from sampling.shards import ShardSample
     from sampling.votes import nvf_votes
 
     seq_key = (spec.subject, spec.sequence)
