@@ -108,3 +108,17 @@ def fake_fit_from_groundtruth(release, work, mpjpe_mm: float = 0.0) -> None:
     from pipeline.synthetic.release import write_groundtruth_fits
 
     write_groundtruth_fits(release, work, mpjpe_mm)
+
+
+def decoded_frames(video) -> list:
+    """Every frame of a video by a plain sequential OpenCV read (the independent reference)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            cap.release()
+            return frames
+        frames.append(frame)

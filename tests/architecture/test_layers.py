@@ -86,3 +86,15 @@ def test_the_check_sees_an_upward_import(tmp_path):
     bad.write_text("def f():\n    from pipeline.orchestration.runner import run_stage\n")
     (line, name), *_ = imports_of(bad, "fitting.x")
     assert line == 2 and layer_of(name) > layer_of("fitting.x")
+
+
+def test_test_folders_do_not_shadow_the_packages():
+    """tests/pipeline, tests/fitting … mirror the packages; the real ones must be imported."""
+    import common
+    import fitting
+    import nvf
+    import pipeline
+    import sampling
+
+    for package in (common, fitting, nvf, pipeline, sampling):
+        assert Path(package.__file__).resolve() == ROOT / package.__name__ / "__init__.py"

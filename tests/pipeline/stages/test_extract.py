@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import tiny_frame, tiny_mocap_mm, write_tiny_release
+from helpers import decoded_frames, tiny_frame, tiny_mocap_mm, write_tiny_release
 
 from cli import main
 from pipeline.orchestration.runner import get_client
@@ -38,17 +38,6 @@ def outputs(work: Path) -> dict[str, bytes]:
     files = [*(work / "images").rglob("*"), *(work / "extract").rglob("*")]
     return {p.relative_to(work).as_posix(): p.read_bytes() for p in files
             if p.is_file() and "/done/" not in p.as_posix() and p.name != "failures.json"}
-
-
-def decoded_frames(video: Path) -> list[np.ndarray]:
-    """Every frame of a video by a plain sequential OpenCV read (the independent reference)."""
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            return frames
-        frames.append(frame)
 
 
 @pytest.fixture(scope="session")

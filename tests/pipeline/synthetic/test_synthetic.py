@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import cdflib
-import cv2
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import decoded_frames
 
 from pipeline.synthetic.release import SyntheticReleaseConfig, VideoQuirk, write_synthetic_release
 
@@ -194,22 +194,10 @@ def test_marker_noise_goes_into_the_mocap_only(quirky):
 # --- videos -----------------------------------------------------------------------------------
 
 
-def _frames(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
-
-
 def test_videos_show_the_person_where_the_mocap_projects(clean):
     feats = clean / "S9" / "MyPoseFeatures"
     for cam in CAMERAS:
-        frames = _frames(clean / "S9" / "Videos" / f"Walking 1.{cam}.mp4")
+        frames = decoded_frames(clean / "S9" / "Videos" / f"Walking 1.{cam}.mp4")
         assert len(frames) == FRAMES
         assert frames[0].shape == (200, 200, 3)
         d2 = _pose(feats / "D2_Positions" / f"Walking 1.{cam}.cdf").reshape(FRAMES, 32, 2)
@@ -267,7 +255,7 @@ def test_injected_quirks_show_up_in_read_release(quirky):
     assert seq.frame_counts["55011271"] == FRAMES - 2 and seq.frame_counts["mocap"] == FRAMES
     assert seq.num_frames == FRAMES - 2
     assert any("60457274" in p for p in seq.problems), seq.problems
-    assert len(_frames(quirky / "S1" / "Videos" / "WalkingDog 1.55011271.mp4")) == FRAMES - 2
+    assert len(decoded_frames(quirky / "S1" / "Videos" / "WalkingDog 1.55011271.mp4")) == FRAMES - 2
 
 
 def test_bad_config_is_a_one_line_user_error(tmp_path):
