@@ -1,4 +1,4 @@
-"""pipeline.runner with a toy stage on a real 2-process LocalCluster."""
+"""pipeline.orchestration.runner with a toy stage on a real 2-process LocalCluster."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import cloudpickle
 import pytest
 
 from pipeline.errors import DataError
-from pipeline.runner import _give_gpu, run_stage
+from pipeline.orchestration.runner import _give_gpu, run_stage
 from pipeline.selection import Selection
 from pipeline.stages import stage_names, stage_range
 from pipeline.stages.base import Stage, StageOption, Unit

@@ -13,8 +13,8 @@ from conftest import extract_with_true_fit
 
 from cli import main
 from fitting.joint_sets import H36M17_FROM_H36M32
-from pipeline.api import run_stages
-from pipeline.validate import ValidateConfig, validate_shards
+from pipeline.checks.validate import ValidateConfig, validate_shards
+from pipeline.orchestration.api import run_stages
 
 SPLIT = "protocol1-test"  # S9 is a protocol-1 test subject
 

@@ -14,7 +14,7 @@ on. Stages depend on each other only through files in WORK: a later stage's ``pl
 what an earlier stage wrote and lists those files in ``Unit.inputs`` so that a change
 upstream makes its units stale.
 
-The runner (``pipeline.runner.run_stage``) skips units whose done-record matches (stage
+The runner (``pipeline.orchestration.runner.run_stage``) skips units whose done-record matches (stage
 version, ``Unit.params`` hash, input fingerprints, output sizes), submits the rest with
 ``Unit.resources`` (``{"GPU": 1}`` for GPU units), writes the done-records, shows progress
 and collects failures.

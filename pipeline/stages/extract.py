@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import DataError
-from pipeline.h36m import FPS, METADATA_FILE
+from pipeline.release.h36m import FPS, METADATA_FILE
 from pipeline.selection import Selection
 from pipeline.stages.base import Stage, StageOption, Unit
 from pipeline.store import WorkDir, atomic_write_bytes, atomic_write_json, atomic_write_npy
@@ -52,7 +52,7 @@ class ExtractConfig:
 
 def plan(config: ExtractConfig, work: WorkDir) -> list[Unit]:
     """One sequence unit and one unit per selected camera for every selected sequence."""
-    from pipeline.h36m import read_release
+    from pipeline.release.h36m import read_release
 
     release = read_release(Path(config.h36m), config.selection, count_frames=True)
     if not release.sequences:
@@ -120,7 +120,7 @@ def write_sequence(seq, sources: dict[str, Path], outputs: tuple[Path, Path]) ->
     """Write sequence.json and joints_world.npy (every usable mocap frame, metres)."""
     import numpy as np
 
-    from pipeline.h36m import read_mocap_world
+    from pipeline.release.h36m import read_mocap_world
 
     if seq.problems:
         raise DataError("; ".join(seq.problems))

@@ -79,7 +79,7 @@ def _resolve_device(device: str) -> str:
     if device not in ("auto", "cuda", "cpu"):
         raise DataError(f"fit: unknown device {device!r}; use auto, cuda or cpu")
     if device == "auto":
-        from pipeline.runner import cuda_device_count
+        from pipeline.orchestration.runner import cuda_device_count
 
         return "cuda" if cuda_device_count() > 0 else "cpu"
     return device

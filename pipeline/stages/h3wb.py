@@ -83,7 +83,7 @@ class Pose:
     frame: int
     """0-based mocap frame index."""
     cameras: tuple
-    """pipeline.cameras.Camera of each sample, in sequence.json order."""
+    """pipeline.release.cameras.Camera of each sample, in sequence.json order."""
     keypoints_world: np.ndarray
     """(133, 3) float64 COCO-WholeBody keypoints, world metres."""
 
@@ -109,7 +109,7 @@ def split_subjects(config: H3WBConfig) -> dict[str, tuple[str, ...]]:
 
 def read_sequence(path: Path, selection: Selection) -> dict:
     """sequence.json → ``{"basename", "cameras": (Camera, …)}`` (selected cameras only)."""
-    from pipeline.cameras import Camera
+    from pipeline.release.cameras import Camera
 
     try:
         data = json.loads(Path(path).read_text())
@@ -192,7 +192,7 @@ def select_frames(fit: dict, cameras, images: set[str], subject: str, sequence: 
 
 def collect_poses(work, subjects, config: H3WBConfig, joints_fn: JointsFn) -> tuple[list[Pose], list[dict]]:
     """Every pose of ``subjects`` in order (subject, sequence name, frame) and per-sequence counts."""
-    from pipeline.h3wb import cocowb_from_smplx
+    from pipeline.h3wb.format import cocowb_from_smplx
 
     poses: list[Pose] = []
     report: list[dict] = []
@@ -276,7 +276,7 @@ class Sample:
 
 def iter_samples(poses: list[Pose]) -> Iterator[Sample]:
     """Every (pose, camera) sample with consecutive ids, cameras of a pose together."""
-    from pipeline.h3wb import bbox_from_keypoints, h3wb_keypoints, iter_ids
+    from pipeline.h3wb.format import bbox_from_keypoints, h3wb_keypoints, iter_ids
 
     for p, (pose, ids) in enumerate(zip(poses, iter_ids(len(q.cameras) for q in poses), strict=True)):
         R = np.stack([c.R for c in pose.cameras])
@@ -300,7 +300,7 @@ def _records(poses, make, keep=lambda s: True):
 
 def write_split(split: str, poses: list[Pose], out_dir: Path, seed: int) -> dict:
     """Write one split's JSON files and npz into ``out_dir``; return what the manifest needs."""
-    from pipeline.h3wb import (
+    from pipeline.h3wb.format import (
         apply_mask,
         draw_i2d_mask,
         sample_record,
@@ -346,7 +346,7 @@ def write_split(split: str, poses: list[Pose], out_dir: Path, seed: int) -> dict
 
 
 def _provenance(split: str, poses: list[Pose], seed: int) -> dict:
-    from pipeline.h3wb import MASK_STRATEGIES, draw_i2d_mask, task_of_test_pose
+    from pipeline.h3wb.format import MASK_STRATEGIES, draw_i2d_mask, task_of_test_pose
 
     columns = ["id", "subject", "sequence", "camera", "frame"]
     if split == "test":
@@ -381,8 +381,8 @@ def videopose3d_data(poses: list[Pose]) -> tuple[dict, dict]:
     ``metadata[subject][camera id]`` = the camera (K, dist, R, t, size).
     """
     from fitting.joint_sets import COCOWB133
-    from pipeline.cameras import cam_from_world, project_pinhole
-    from pipeline.h3wb import FACE
+    from pipeline.h3wb.format import FACE
+    from pipeline.release.cameras import cam_from_world, project_pinhole
 
     grouped: dict[tuple[str, str], list[Pose]] = {}
     for pose in poses:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import DataError
+from pipeline.release.splits import get_split
 from pipeline.selection import Selection
-from pipeline.splits import get_split
 from pipeline.stages.base import BODY_MODEL_OPTION, Stage, StageOption, Unit
 from pipeline.store import WorkDir, output_error
 
@@ -39,7 +39,7 @@ class SampleConfig:
     selection: Selection = field(default_factory=Selection)
     """Subjects / actions / cameras / frame range; the split's strides apply unless --stride."""
     split: str = "protocol1"
-    """Named split (pipeline.splits): protocol1 or h3wb."""
+    """Named split (pipeline.release.splits): protocol1 or h3wb."""
     train_stride: int | None = None
     """Override of the split's training frame stride."""
     test_stride: int | None = None
@@ -198,7 +198,7 @@ def target_joints(joint_set: str, mocap32: np.ndarray, smplx_joints: np.ndarray)
 
 def crop_around(vertices_cam: np.ndarray, K: np.ndarray, crop_px: int) -> np.ndarray:
     """(3, 3) intrinsics of a square pinhole crop around the projected body (vertices (V, 3) camera frame)."""
-    from pipeline.cameras import crop_intrinsics, project_pinhole
+    from pipeline.release.cameras import crop_intrinsics, project_pinhole
 
     uv = project_pinhole(vertices_cam, K)
     lo, hi = uv.min(axis=0), uv.max(axis=0)
@@ -210,10 +210,10 @@ def make_sample(spec: SampleSpec, work: WorkDir, model_path: Path, config: Sampl
     """One ShardSample: crop, query points, SDF, votes, joints and camera-frame params."""
     import cv2
 
+    from common.rng import rng_for
     from fitting.bodymodel import cached_body_model_f64
-    from pipeline.cameras import Camera, undistort_image
+    from pipeline.release.cameras import Camera, undistort_image
     from sampling.frustum import SamplerConfig, sample_query_points
-    from sampling.rng import rng_for
     from sampling.sdf import signed_distance
     from sampling.shards import ShardSample, smplx_params_to_camera
     from sampling.votes import nvf_votes

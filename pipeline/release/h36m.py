@@ -7,7 +7,7 @@ Layout (real release and the synthetic one alike)::
     <root>/S1/MyPoseFeatures/D3_Positions/<basename>.cdf     world joints, mm, (1, T, 96)
 
 Basenames come from metadata.xml's mapping table, never built from action names. Quirks
-(:mod:`pipeline.quirks`) are applied and noted per sequence; anything unexpected is recorded
+(:mod:`pipeline.release.quirks`) are applied and noted per sequence; anything unexpected is recorded
 in ``problems`` rather than raised, so a stage can skip one bad sequence and go on.
 """
 
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import quirks
-from pipeline.cameras import Camera
 from pipeline.errors import DataError
-from pipeline.metadata import Metadata, read_metadata
+from pipeline.release import quirks
+from pipeline.release.cameras import Camera
+from pipeline.release.metadata import Metadata, read_metadata
 from pipeline.selection import Selection
 
 SUBJECTS_WITH_DATA: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")

@@ -1,8 +1,8 @@
 """A synthetic Human3.6M release with known ground truth (the project's embedded demo data).
 
 People — the synthetic SMPL-X-format body model with one shape per subject — move with
-procedural motion (:mod:`pipeline.motion`) in the Human3.6M world (z up, floor z = 0) and
-are rendered (:mod:`pipeline.render`) into the four real cameras of each subject (real
+procedural motion (:mod:`pipeline.synthetic.motion`) in the Human3.6M world (z up, floor z = 0) and
+are rendered (:mod:`pipeline.synthetic.render`) into the four real cameras of each subject (real
 extrinsics, intrinsics and lens distortion from the embedded metadata; ``scale`` shrinks
 images and intrinsics together). The release has the real layout and naming::
 
@@ -35,7 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cameras import (
+from common.rng import rng_for
+from pipeline.errors import DataError
+from pipeline.release.cameras import (
     MM_PER_M,
     W0_INTRINSICS_OFFSET,
     Camera,
@@ -43,11 +45,9 @@ from pipeline.cameras import (
     project_h36m,
     w0_from_cameras,
 )
-from pipeline.errors import DataError
-from pipeline.metadata import Metadata, default_metadata, write_metadata
-from pipeline.quirks import canonical_action
+from pipeline.release.metadata import Metadata, default_metadata, write_metadata
+from pipeline.release.quirks import canonical_action
 from pipeline.store import WorkDir, atomic_path, atomic_write_bytes, sequence_folder_name
-from sampling.rng import rng_for
 
 FPS = 50
 """Frame rate of the videos and the mocap (Human3.6M's videos run at 50 fps)."""
@@ -214,7 +214,7 @@ def _subject_albedo(part: np.ndarray, seed: int, subject: str) -> np.ndarray:
 def _sequence_params(body: _Body, betas: np.ndarray, action: str, frames: int, seed: int,
                      subject: str, basename: str) -> dict[str, np.ndarray]:
     """The true SMPL-X params (smplx forward kwargs) of one sequence, world frame, metres."""
-    from pipeline.motion import BodyDims, make_motion
+    from pipeline.synthetic.motion import BodyDims, make_motion
 
     zeros = lambda n: np.zeros((frames, n))  # noqa: E731
     rest = {"betas": betas, "global_orient": zeros(3), "body_pose": zeros(63),
@@ -256,7 +256,7 @@ def _gzip_without_timestamp():
 
 
 def _write_cdf(path: Path, pose: np.ndarray) -> None:
-    from pipeline.h36m import write_pose_cdf
+    from pipeline.release.h36m import write_pose_cdf
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with _gzip_without_timestamp():
@@ -299,7 +299,7 @@ def _render_video(job: _VideoJob) -> tuple[str, float]:
 
     import cv2
 
-    from pipeline.render import background, render_mesh
+    from pipeline.synthetic.render import background, render_mesh
 
     start = time.perf_counter()
     job.path.parent.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ def run_stages(
     it runs, so it sees what the previous one wrote. ``echo(text)`` receives each stage's
     summary as soon as it is known.
     """
-    from pipeline.runner import LazyClient, run_stage
+    from pipeline.orchestration.runner import LazyClient, run_stage
     from pipeline.stages import get_stage
 
     stages = [get_stage(n) for n in names]
