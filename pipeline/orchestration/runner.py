@@ -300,17 +300,30 @@ def execute_unit(
     stage_version: str,
     config_hash: str,
     inputs: Mapping[str, Mapping],
+    *prerequisites: dict,
 ) -> dict:
     """Worker side of one unit: run it, check its outputs, write its done-record.
 
     Never raises for a failing unit: returns {"ok": False, "reason": one line} instead, so
     dask does not retry deterministic failures. The old done-record is removed first, so a
-    unit killed half-way is never taken as up to date.
+    unit killed half-way is never taken as up to date. ``prerequisites`` are the results of
+    the units of ``unit.after`` that ran in this run (dask starts this one after them): when
+    one failed, this unit fails without running; the inputs they wrote are fingerprinted
+    again here, after they were written.
     """
     work = WorkDir(Path(work_root))
     t0 = time.perf_counter()
+    failed = [r for r in prerequisites if not r.get("ok")]
+    if failed:
+        return {"key": unit.key, "ok": False, "seconds": 0.0,
+                "reason": f"prerequisite {failed[0]['key']} failed: {failed[0].get('reason', '')}"}
     try:
         remove_done_record(work, stage, unit.key)
+        if prerequisites:
+            written = {str(Path(p).absolute()) for r in prerequisites for p in r.get("outputs", ())}
+            fresh = FingerprintCache()
+            inputs = {role: fresh(path) if str(Path(path).absolute()) in written else inputs[role]
+                      for role, path in unit.inputs.items()}
         info = run_unit(unit, config) or {}
         missing = [p for p in unit.outputs if not Path(p).exists()]
         if missing:
@@ -319,7 +332,8 @@ def execute_unit(
             work, stage, unit.key, stage_version=stage_version, params=unit.params,
             config_hash=config_hash, inputs=inputs, outputs=list(unit.outputs), info=info,
         )
-        return {"key": unit.key, "ok": True, "info": info, "seconds": time.perf_counter() - t0}
+        return {"key": unit.key, "ok": True, "info": info, "seconds": time.perf_counter() - t0,
+                "outputs": [str(p) for p in unit.outputs]}
     except Exception as e:
         return {"key": unit.key, "ok": False, "reason": one_line(e),
                 "seconds": time.perf_counter() - t0}
@@ -369,10 +383,17 @@ def run_stage(
     todo: list[tuple[Unit, str, str, dict]] = []
     outcomes: dict[str, UnitOutcome] = {}
     for unit in units:
+        unknown = [k for k in unit.after if k not in outcomes]
+        if unknown:
+            raise RuntimeError(f"stage {stage.name}: unit {unit.key} runs after {unknown[0]}, "
+                               "which the plan does not list before it")
         chash = unit_config_hash(stage, unit)
         inputs = {role: fingerprints(path) for role, path in unit.inputs.items()}
         status = unit_status(work, stage.name, unit.key, config_hash=chash, params=unit.params,
                              inputs=inputs, outputs=list(unit.outputs), force=force)
+        rerun = [k for k in unit.after if outcomes[k].result in ("", "would run")]
+        if status == "up to date" and rerun:
+            status = f"stale (runs after {rerun[0]}, which reruns)"
         if status == "up to date":
             outcomes[unit.key] = UnitOutcome(unit.key, status, "would skip" if dry_run else "skipped")
         else:
@@ -407,18 +428,29 @@ def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries
         return
     offers = _available_resources(client) if any(u.resources for u, *_ in todo) else []
     futures = {}
+    by_key = {}
+    awaited = {k for u, *_ in todo for k in u.after}
     for unit, _status, chash, inputs in todo:
         if not _satisfiable(unit.resources, offers):
             outcomes[unit.key].result = "failed"
             outcomes[unit.key].reason = f"no dask worker offers resources {dict(unit.resources)}"
             continue
+        blocked = [k for k in unit.after if outcomes[k].result == "failed"]
+        if blocked:
+            outcomes[unit.key].result = "failed"
+            outcomes[unit.key].reason = f"prerequisite {blocked[0]} failed: {outcomes[blocked[0]].reason}"
+            continue
+        prerequisites = [by_key[k] for k in unit.after if k in by_key]  # the ones running now
         fut = client.submit(
             execute_unit, stage.run_unit, unit, config, str(work.root), stage.name,
-            stage.version, chash, inputs,
+            stage.version, chash, inputs, *prerequisites,
             key=f"{stage.name}-{unit.key}-{os.urandom(4).hex()}", pure=False,
             retries=retries, resources=dict(unit.resources) if unit.resources else None,
+            # first the units others wait for: a subject's shape before any other's poses
+            priority=1 if unit.key in awaited else 0,
         )
         futures[fut] = unit.key
+        by_key[unit.key] = fut
     bar = tqdm(total=skipped + len(todo), initial=skipped, desc=stage.name, unit="unit",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     failed = sum(o.result == "failed" for o in outcomes.values())
