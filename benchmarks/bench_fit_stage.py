@@ -66,7 +66,9 @@ def _in_process(work: Path, out: Path, shape_frames: int) -> dict:
         mpjpe.append(fit.mpjpe_mm)
     t3 = time.perf_counter()
     frames = sum(len(j) for j in joints.values())
-    return {"seconds": t3 - t0, "load_s": t1 - t0, "shape_s": t2 - t1, "poses_s": t3 - t2,
+    import torch
+
+    return {"threads": torch.get_num_threads(), "seconds": t3 - t0, "load_s": t1 - t0, "shape_s": t2 - t1, "poses_s": t3 - t2,
             "frames": frames, "sequences": sequences, "mpjpe_mm": float(np.concatenate(mpjpe).mean())}
 
 
@@ -100,6 +102,7 @@ def run(gpu: bool = False, quick: bool = False) -> list[dict]:
         with np.load(work / "fit" / "S9" / f"{peer['sequences'][0]}.npz") as z:
             cli_mpjpe = float(z["mpjpe_mm"].mean())
         n = peer["frames"]
+        fit_bytes = sum(f.stat().st_size for f in (work / "fit").rglob("*.npz"))
         per_frame_ms = 1e3 * peer["poses_s"] / n
         return [{
             "benchmark": "fit-stage",
@@ -110,7 +113,8 @@ def run(gpu: bool = False, quick: bool = False) -> list[dict]:
             "device": f"cpu, {cores} cores ({cores} worker processes through the CLI)",
             "cli_seconds": cli_s, "in_process_seconds": peer["seconds"],
             "in_process_shape_s": peer["shape_s"], "in_process_pose_ms_per_frame": per_frame_ms,
-            "in_process_load_s": peer["load_s"], "max_abs_pose_difference_rad": diff,
+            "in_process_load_s": peer["load_s"], "in_process_torch_threads": peer["threads"],
+            "fit_bytes_per_frame": fit_bytes / n, "max_abs_pose_difference_rad": diff,
             "mpjpe_mm": peer["mpjpe_mm"], "cli_first_sequence_mpjpe_mm": cli_mpjpe,
             "notes": f"ours = `h36m-nvf fit` wall time {cli_s:.1f} s (process start to exit: imports, "
                      f"cluster, shape unit, {len(sequences)} pose units); peer in-process "
