@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 LEAF_SIZE = 8
 _STACK_SIZE = 256  # median splits keep depth <= log2(F) + 1, far below this
@@ -65,7 +65,8 @@ class TriangleTree:
     """(M, 9) row-major sum over the node's triangles of (centroid - centre) outer (area-weighted
     normal): the second-order term of the expansion (Barill et al. 2018, eq. 19)."""
     radius: np.ndarray
-    """(M,) distance from ``centre`` to the farthest corner of the node's box."""
+    """(M,) radius about ``centre`` of a ball holding the node's triangles (the farthest corner
+    for leaves, the children's balls for inner nodes, at most the box's farthest corner)."""
     closed: bool
     """Every directed edge is matched by as many reversed ones (no boundary): the winding
     number is then an integer, constant on each connected part of space off the surface."""
@@ -287,6 +288,22 @@ def _fit_nodes(vertices, faces, left, start, count):
         for a in range(3):  # about the centre: sum (c_t - centre) outer n_t
             for b in range(3):
                 moment[node, 3 * a + b] -= centre[node, a] * dipole[node, b]
+    # tighter radii, bottom up: the farthest triangle corner (leaves), the children's balls
+    # seen from the centre (inner nodes); never more than the box corner's distance
+    for node in range(n_nodes - 1, -1, -1):
+        r = 0.0
+        if left[node] < 0:
+            for t in range(start[node], start[node] + count[node]):
+                for corner in range(3):
+                    r = max(r, math.sqrt((tri[t, corner, 0] - centre[node, 0]) ** 2
+                                         + (tri[t, corner, 1] - centre[node, 1]) ** 2
+                                         + (tri[t, corner, 2] - centre[node, 2]) ** 2))
+        else:
+            for child in (left[node], left[node] + 1):
+                r = max(r, radius[child] + math.sqrt((centre[child, 0] - centre[node, 0]) ** 2
+                                                     + (centre[child, 1] - centre[node, 1]) ** 2
+                                                     + (centre[child, 2] - centre[node, 2]) ** 2))
+        radius[node] = min(radius[node], r * (1.0 + 1e-12))
     return tri, degenerate, sphere, box_min, box_max, dipole, centre, moment, radius
 
 
@@ -460,7 +477,6 @@ def _fast_winding(px, py, pz, tri, degenerate, left, start, count, dipole, centr
     return total / _FOUR_PI
 
 
-@njit(parallel=True, cache=True)
 def query(points, tri, degenerate, sphere, box_min, box_max, left, start, count, dipole, centre,
           moment, radius, closed, want_distance, want_winding, beta, exact_margin):
     """Unsigned distance and winding number of (N, 3) float64 points; unwanted outputs stay 0.
@@ -469,13 +485,48 @@ def query(points, tri, degenerate, sphere, box_min, box_max, left, start, count,
     mesh, when distances are wanted too, a point inside the empty ball of one of the last few
     points (or with one of them inside its own) shares that point's winding number: the segment
     between them meets no surface, and a closed mesh's winding number only changes across it.
+
+    Points go in fixed tasks of ``_POINTS_PER_TASK`` (results do not depend on the thread
+    count), run by ``numba.get_num_threads()`` Python threads on a GIL-free kernel. Not numba's
+    prange: its OpenMP layer spin-waits, and torch loads the same libgomp first (so
+    OMP_WAIT_POLICY cannot be set for it); on a busy machine two spinning threads ran a
+    sample's query twice as slowly as one.
     """
+    import numba
+
     n = points.shape[0]
     distance = np.zeros(n)
     winding = np.zeros(n)
     n_tasks = (n + _POINTS_PER_TASK - 1) // _POINTS_PER_TASK
+    args = (points, tri, degenerate, sphere, box_min, box_max, left, start, count, dipole, centre,
+            moment, radius, closed, want_distance, want_winding, beta, exact_margin, distance, winding)
+    threads = min(numba.get_num_threads(), n_tasks)
+    if threads <= 1:
+        _query_tasks(0, n_tasks, *args)
+        return distance, winding
+    blocks = np.linspace(0, n_tasks, min(n_tasks, 4 * threads) + 1).astype(np.int64)
+    list(_executor(threads).map(lambda b: _query_tasks(blocks[b], blocks[b + 1], *args), range(len(blocks) - 1)))
+    return distance, winding
+
+
+_EXECUTORS: dict = {}
+
+
+def _executor(threads: int):
+    from concurrent.futures import ThreadPoolExecutor
+
+    if threads not in _EXECUTORS:
+        _EXECUTORS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="sdf")
+    return _EXECUTORS[threads]
+
+
+@njit(nogil=True, cache=True)
+def _query_tasks(task_lo, task_hi, points, tri, degenerate, sphere, box_min, box_max, left, start, count,
+                 dipole, centre, moment, radius, closed, want_distance, want_winding, beta, exact_margin,
+                 distance, winding):
+    n = points.shape[0]
     share = closed and want_distance and want_winding
-    for task in prange(n_tasks):
+    for task in range(task_lo, task_hi):
         stack = np.empty(_STACK_SIZE, np.int64)
         stack_d = np.empty(_STACK_SIZE)
         recent = np.empty((_SHARE_RECENT, 5))  # ring of (x, y, z, distance, winding)
@@ -509,7 +560,6 @@ def query(points, tri, degenerate, sphere, box_min, box_max, left, start, count,
                 recent[slot, 0], recent[slot, 1], recent[slot, 2] = px, py, pz
                 recent[slot, 3], recent[slot, 4] = dist, w
                 n_recent += 1
-    return distance, winding
 
 
 def spatial_order(points: np.ndarray) -> np.ndarray:
