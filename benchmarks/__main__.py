@@ -23,6 +23,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def discover() -> list[str]:
+    """Every ``bench_*`` module here (bench_fit_stage among them)."""
     return sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name.startswith("bench_"))
 
 
@@ -79,9 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     stamp = dt.datetime.now().strftime("%Y-%m-%d")
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"{stamp}-{info['host']}{'-quick' if args.quick else ''}"
-    report = {"machine": info, "rows": rows, "failures": failures, "date": stamp}
+    from benchmarks.projection import project
+
+    projection, projection_md = project(rows)
+    report = {"machine": info, "rows": rows, "failures": failures, "date": stamp, "projection": projection}
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str))
-    table = markdown(rows, info)
+    table = markdown(rows, info) + projection_md
     stem.with_suffix(".md").write_text(table)
     print(table)
     for f in failures:

@@ -30,7 +30,9 @@ TIMED = (  # (module, attribute, breakdown label); patched in this process only,
     ("pipeline.release.cameras", "undistort_image", "crop undistortion"),
     ("pipeline.stages.sample", "posed_body", "posed body (smplx float64)"),
     ("sampling.frustum", "sample_query_points", "query points incl. SDF"),
-    ("sampling.sdf", "signed_distance", "SDF"),
+    ("sampling.sdf", "signed_distance", "SDF query"),
+    ("sampling.sdf", "CpuSdf.signed_distance", "SDF query"),
+    ("pipeline.stages.sample", "world_sdf_tree", "SDF tree (build or refit, once per frame)"),
     ("sampling.votes", "nvf_votes", "votes"),
 )
 
@@ -67,8 +69,11 @@ def _config(samples_per_shard: int):
 def _timers(seconds: dict[str, float]):
     """Wrap the TIMED functions so each call adds its wall time to ``seconds[label]``."""
     saved = []
-    for module_name, attr, label in TIMED:
+    for module_name, path, label in TIMED:
         module = importlib.import_module(module_name)
+        *owners, attr = path.split(".")
+        for owner in owners:  # a class attribute: "CpuSdf.signed_distance"
+            module = getattr(module, owner)
         original = getattr(module, attr)
 
         def timed(*args, _f=original, _label=label, **kwargs):
@@ -87,8 +92,30 @@ def _timers(seconds: dict[str, float]):
             setattr(module, attr, original)
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """torch and numba pools of one thread here, as in a stage worker (restored after)."""
+    import numba
+    import torch
+
+    saved = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        numba.set_num_threads(saved[1])
+
+
 def _in_process_row(work: Path, samples: int) -> dict:
-    """Warm, single-process run of the unit function with a per-step time breakdown."""
+    """Warm, single-process, single-thread run of the unit function (one stage worker's work)
+    with a per-step time breakdown."""
+    with _one_thread():
+        return _in_process_row_here(work, samples)
+
+
+def _in_process_row_here(work: Path, samples: int) -> dict:
     from pipeline.stages.sample import make_sample, plan, shard_config
     from pipeline.store import WorkDir
     from sampling.shards import write_shard
@@ -108,7 +135,7 @@ def _in_process_row(work: Path, samples: int) -> dict:
         write_shard(out, batch, shard_config(config))
         t2 = time.perf_counter()
     total = t2 - t0
-    seconds["query points (excl. SDF)"] = seconds.pop("query points incl. SDF") - seconds["SDF"]
+    seconds["query points (excl. SDF)"] = seconds.pop("query points incl. SDF") - seconds["SDF query"]
     seconds["shard write (JPEG encode, HDF5, sha256)"] = t2 - t1
     seconds["other (fit cache, crop box, params)"] = total - sum(seconds.values())
     per_sample_ms = {k: 1000 * v / len(specs) for k, v in seconds.items()}
@@ -116,7 +143,7 @@ def _in_process_row(work: Path, samples: int) -> dict:
     return {"benchmark": "sample", "case": f"unit function in-process, {len(specs)} samples, {POINTS} points, "
                                            f"17 joints, crop {CROP}",
             "ours": len(specs) / total, "peer_name": None, "peer": None, "ratio": None, "unit": "samples/s",
-            "device": "cpu (1 process)", "ms_per_sample": per_sample_ms,
+            "device": "cpu (1 process, 1 thread: one stage worker)", "ms_per_sample": per_sample_ms,
             "notes": f"warm; ms/sample: {breakdown}; SDF backend cpu (numba)"}
 
 
@@ -134,17 +161,28 @@ def _stage_row(work: Path, samples_per_shard: int, quick: bool) -> dict:
         t0 = time.perf_counter()
         report = run_stage(stage, config, WorkDir(work), client, progress=False)
         seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()  # again on the same (now warm) workers
+        warm = run_stage(stage, config, WorkDir(work), client, progress=False, force=True)
+        warm_seconds = time.perf_counter() - t0
     finally:
         close_client(client)
-    if report.failed:
-        raise RuntimeError(f"sample failed in the benchmark: {report.failed[0].reason}")
+    for r in (report, warm):
+        if r.failed:
+            raise RuntimeError(f"sample failed in the benchmark: {r.failed[0].reason}")
     samples = sum(o.info.get("samples", 0) for o in report.done)
+    shard_bytes = sum(o.info.get("bytes", 0) for o in report.done)
+    images = list((work / "images").rglob("*.jpg"))
+    image_bytes = sum(p.stat().st_size for p in images) / max(1, len(images))
     return {"benchmark": "sample", "case": f"stage end-to-end, {samples} samples, {POINTS} points, 17 joints, "
                                            f"crop {CROP}, {len(report.done)} shards",
             "ours": samples / seconds, "peer_name": None, "peer": None, "ratio": None, "unit": "samples/s",
             "device": f"cpu, {cores} cores ({'1 process, 2 threads' if quick else f'{cores} worker processes'})",
-            "notes": "run_stage: plan + units + index.json; cold workers (model load, numba cache) included; "
-                     "cluster start excluded; target on GPU >= 500 samples/s"}
+            "warm_samples_per_s": samples / warm_seconds, "bytes_per_sample": shard_bytes / max(1, samples),
+            "extracted_jpeg_bytes": image_bytes,
+            "notes": f"run_stage: plan + units + index.json; cold workers (model load, numba cache) included; "
+                     f"cluster start excluded; again with --force on the warm workers: "
+                     f"{samples / warm_seconds:.1f} samples/s; {shard_bytes / max(1, samples) / 1e3:.0f} kB "
+                     f"of shard per sample; target on GPU >= 500 samples/s"}
 
 
 def run(gpu: bool = False, quick: bool = False) -> list[dict]:

@@ -53,17 +53,25 @@ class SamplerConfig:
         return asdict(self)
 
 
-def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+def surface_table(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(triangles (F, 3, 3), face probabilities (F,) proportional to area) for ``sample_surface``."""
+    tri = vertices[faces]  # (F, 3, 3)
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=-1)
+    return tri, area / area.sum()
+
+
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.random.Generator,
+                   table: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Area-uniform points on a triangle mesh.
 
     Args:
         vertices: (V, 3) metres. faces: (F, 3) int.
+        table: ``surface_table(vertices, faces)`` when already computed (several draws).
     Returns:
         (n, 3) points on the surface, vertices' dtype.
     """
-    tri = vertices[faces]  # (F, 3, 3)
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=-1)
-    face = rng.choice(len(faces), size=n, p=area / area.sum())
+    tri, probability = surface_table(vertices, faces) if table is None else table
+    face = rng.choice(len(faces), size=n, p=probability)
     # Uniform barycentrics by folding the unit square onto the triangle.
     r1, r2 = rng.random(n), rng.random(n)
     flip = r1 + r2 > 1
@@ -119,8 +127,9 @@ def candidate_points(
         root: (3,) root joint in the camera frame. K: (3, 3) crop intrinsics; crop_px: crop size.
     """
     per_sigma, n_ball, n_frustum = config.counts(n)
+    table = surface_table(vertices, faces) if any(per_sigma) else None
     parts = [
-        sample_surface(vertices, faces, k, rng) + rng.normal(scale=sigma, size=(k, 3))
+        sample_surface(vertices, faces, k, rng, table) + rng.normal(scale=sigma, size=(k, 3))
         for k, sigma in zip(per_sigma, config.near_sigmas_m)
     ]
     parts.append(sample_ball(root, config.ball_radius_m, n_ball, rng))

@@ -53,12 +53,53 @@ def local_core_count() -> int:
         return os.cpu_count() or 1
 
 
-LOCAL_WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(4 << 20)}
-"""Environment of local workers, besides dask's own. dask sets MALLOC_TRIM_THRESHOLD_, which
-also pins glibc's mmap threshold at 128 kB: then every mid-sized buffer (torch's Jacobians in the
-fitter, a JPEG) is a fresh mmap with its page faults. Measured on a subject's shape fit: 34 s
-instead of 25 s, most of it system time. Below 4 MB, buffers come from the heap again, and dask's
-trim threshold still returns freed memory to the system."""
+LOCAL_WORKER_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(4 << 20),
+    "NUMBA_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+}
+"""Environment of local workers (one thread each), set before each worker process starts.
+
+* ``MALLOC_MMAP_THRESHOLD_``: dask sets MALLOC_TRIM_THRESHOLD_, which also pins glibc's mmap
+  threshold at 128 kB: then every mid-sized buffer (torch's Jacobians in the fitter, a JPEG) is a
+  fresh mmap with its page faults. Measured on a subject's shape fit: 34 s instead of 25 s, most
+  of it system time. Below 4 MB, buffers come from the heap again, and dask's trim threshold
+  still returns freed memory to the system.
+* ``NUMBA_NUM_THREADS`` (and the BLAS / OpenMP pools, torch's included): one per worker. Each
+  worker process otherwise starts a pool as wide as the machine, and two workers on two cores
+  oversubscribe them (measured: the SDF of a sample 39 -> 88 ms, its votes 2.4 -> 89 ms).
+
+glibc and numba read these once, at process start, so they must be in the environment the
+worker process is spawned with: distributed's ``LocalCluster(env=...)`` applies its variables
+only after the worker has started. ``worker_spawn_environment`` passes them through
+``distributed.nanny.pre-spawn-environ`` instead. Variables already exported win (a user's
+``NUMBA_NUM_THREADS=2`` stays)."""
+
+
+@contextlib.contextmanager
+def worker_spawn_environment(env: Mapping[str, str] = LOCAL_WORKER_ENV) -> Iterator[dict]:
+    """Within: local dask workers started here are spawned with ``env`` (where this process's
+    own environment does not set a variable already) on top of dask's pre-spawn defaults.
+
+    distributed's nanny writes these variables into this process's ``os.environ`` before it
+    spawns a worker; they are restored on exit, so this process keeps its own thread pools and
+    allocator settings (a nanny that later restarts a dead worker sets them again).
+    """
+    import dask
+
+    merged = {**dask.config.get("distributed.nanny.pre-spawn-environ", default={}), **env}
+    saved = {k: os.environ.get(k) for k in merged}
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": merged}):
+            yield {k: os.environ.get(k, str(v)) for k, v in merged.items()}
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def get_client(
@@ -69,7 +110,8 @@ def get_client(
 ):
     """A dask ``Client``: attached to ``scheduler`` (or $H36M_NVF_SCHEDULER) or a new LocalCluster.
 
-    The local cluster has ``workers`` processes (default: one per core) with one thread each.
+    The local cluster has ``workers`` processes (default: one per core) with one thread each,
+    spawned with ``LOCAL_WORKER_ENV`` (one-thread numba / BLAS pools, the allocator setting).
     ``resources`` are given to every local worker; by default, when CUDA is present, the first
     ``cuda_device_count()`` workers get ``{"GPU": 1}`` each, so GPU units (submitted with
     ``resources={"GPU": 1}``) run one per device. A local cluster is kept as
@@ -86,15 +128,15 @@ def get_client(
             raise ConnectionError(f"cannot reach the dask scheduler at {scheduler} ({e})") from e
     from distributed import LocalCluster
 
-    cluster = LocalCluster(
-        n_workers=workers or local_core_count(),
-        threads_per_worker=1,
-        processes=True,
-        env=LOCAL_WORKER_ENV,
-        dashboard_address=":0",  # a free port: concurrent clusters do not collide on 8787
-        silence_logs=logging.ERROR,
-        resources=dict(resources) if resources else None,
-    )
+    with worker_spawn_environment():
+        cluster = LocalCluster(
+            n_workers=workers or local_core_count(),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",  # a free port: concurrent clusters do not collide on 8787
+            silence_logs=logging.ERROR,
+            resources=dict(resources) if resources else None,
+        )
     client = Client(cluster)
     client._h36m_nvf_cluster = cluster  # closed with the client by open_client
     if resources is None:
@@ -246,17 +288,30 @@ def execute_unit(
     stage_version: str,
     config_hash: str,
     inputs: Mapping[str, Mapping],
+    *prerequisites: dict,
 ) -> dict:
     """Worker side of one unit: run it, check its outputs, write its done-record.
 
     Never raises for a failing unit: returns {"ok": False, "reason": one line} instead, so
     dask does not retry deterministic failures. The old done-record is removed first, so a
-    unit killed half-way is never taken as up to date.
+    unit killed half-way is never taken as up to date. ``prerequisites`` are the results of
+    the units of ``unit.after`` that ran in this run (dask starts this one after them): when
+    one failed, this unit fails without running; the inputs they wrote are fingerprinted
+    again here, after they were written.
     """
     work = WorkDir(Path(work_root))
     t0 = time.perf_counter()
+    failed = [r for r in prerequisites if not r.get("ok")]
+    if failed:
+        return {"key": unit.key, "ok": False, "seconds": 0.0,
+                "reason": f"prerequisite {failed[0]['key']} failed: {failed[0].get('reason', '')}"}
     try:
         remove_done_record(work, stage, unit.key)
+        if prerequisites:
+            written = {str(Path(p).absolute()) for r in prerequisites for p in r.get("outputs", ())}
+            fresh = FingerprintCache()
+            inputs = {role: fresh(path) if str(Path(path).absolute()) in written else inputs[role]
+                      for role, path in unit.inputs.items()}
         info = run_unit(unit, config) or {}
         missing = [p for p in unit.outputs if not Path(p).exists()]
         if missing:
@@ -265,7 +320,8 @@ def execute_unit(
             work, stage, unit.key, stage_version=stage_version, params=unit.params,
             config_hash=config_hash, inputs=inputs, outputs=list(unit.outputs), info=info,
         )
-        return {"key": unit.key, "ok": True, "info": info, "seconds": time.perf_counter() - t0}
+        return {"key": unit.key, "ok": True, "info": info, "seconds": time.perf_counter() - t0,
+                "outputs": [str(p) for p in unit.outputs]}
     except Exception as e:
         return {"key": unit.key, "ok": False, "reason": one_line(e),
                 "seconds": time.perf_counter() - t0}
@@ -315,10 +371,17 @@ def run_stage(
     todo: list[tuple[Unit, str, str, dict]] = []
     outcomes: dict[str, UnitOutcome] = {}
     for unit in units:
+        unknown = [k for k in unit.after if k not in outcomes]
+        if unknown:
+            raise RuntimeError(f"stage {stage.name}: unit {unit.key} runs after {unknown[0]}, "
+                               "which the plan does not list before it")
         chash = unit_config_hash(stage, unit)
         inputs = {role: fingerprints(path) for role, path in unit.inputs.items()}
         status = unit_status(work, stage.name, unit.key, config_hash=chash, params=unit.params,
                              inputs=inputs, outputs=list(unit.outputs), force=force)
+        rerun = [k for k in unit.after if outcomes[k].result in ("", "would run")]
+        if status == "up to date" and rerun:
+            status = f"stale (runs after {rerun[0]}, which reruns)"
         if status == "up to date":
             outcomes[unit.key] = UnitOutcome(unit.key, status, "would skip" if dry_run else "skipped")
         else:
@@ -353,18 +416,29 @@ def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries
         return
     offers = _available_resources(client) if any(u.resources for u, *_ in todo) else []
     futures = {}
+    by_key = {}
+    awaited = {k for u, *_ in todo for k in u.after}
     for unit, _status, chash, inputs in todo:
         if not _satisfiable(unit.resources, offers):
             outcomes[unit.key].result = "failed"
             outcomes[unit.key].reason = f"no dask worker offers resources {dict(unit.resources)}"
             continue
+        blocked = [k for k in unit.after if outcomes[k].result == "failed"]
+        if blocked:
+            outcomes[unit.key].result = "failed"
+            outcomes[unit.key].reason = f"prerequisite {blocked[0]} failed: {outcomes[blocked[0]].reason}"
+            continue
+        prerequisites = [by_key[k] for k in unit.after if k in by_key]  # the ones running now
         fut = client.submit(
             execute_unit, stage.run_unit, unit, config, str(work.root), stage.name,
-            stage.version, chash, inputs,
+            stage.version, chash, inputs, *prerequisites,
             key=f"{stage.name}-{unit.key}-{os.urandom(4).hex()}", pure=False,
             retries=retries, resources=dict(unit.resources) if unit.resources else None,
+            # first the units others wait for: a subject's shape before any other's poses
+            priority=1 if unit.key in awaited else 0,
         )
         futures[fut] = unit.key
+        by_key[unit.key] = fut
     bar = tqdm(total=skipped + len(todo), initial=skipped, desc=stage.name, unit="unit",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     failed = sum(o.result == "failed" for o in outcomes.values())

@@ -85,6 +85,9 @@ class Unit:
     """Anything picklable that ``run_unit`` needs (e.g. the Sequence record and camera id)."""
     resources: Mapping[str, float] | None = None
     """dask resources the unit needs on its worker, e.g. {"GPU": 1}; None = any worker."""
+    after: tuple[str, ...] = ()
+    """Keys of earlier units of the same plan that must succeed before this one runs (their
+    outputs may be among its inputs); when one of them reruns, this one reruns too."""
 
 
 @dataclass(frozen=True)

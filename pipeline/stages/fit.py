@@ -1,8 +1,10 @@
 """Fit stage: SMPL-X pseudo-ground truth from the mocap joints (fitting.smplify).
 
-Units (``plan``): one per subject, key "S9". The subject's shape (betas) must be shared by all
-its sequences and fitted on frames drawn from all of them, and the runner has no
-dependencies between units of one stage, so one unit does shape then sequences:
+Units (``plan``), per subject: "S9/shape" fits the subject's shape (betas), which all its
+sequences share, on frames drawn from all of them; then one unit per selected sequence,
+"S9/Walking_1", fits its poses with those betas and runs after the shape unit (``Unit.after``:
+the runner starts it once the shape is written, and reruns it when the shape is refitted).
+The sequences of a subject, and the subjects, fit in parallel on as many workers:
 
 - ``WORK/fit/<S>/shape.npz``: ``betas (10,)`` fitted on frames of *every* extracted sequence
   of the subject (not only the selected ones, so the shape does not depend on the
@@ -23,7 +25,9 @@ With ``--device cuda`` (or auto on a machine with CUDA) units carry ``resources=
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +41,7 @@ from pipeline.artifacts import (
     FitSequence,
     FitShape,
     extracted_sequences,
+    read_fit_shape,
     read_joints_world,
     read_sequence_info,
     resolve_model,
@@ -79,7 +84,8 @@ def _resolve_device(device: str) -> str:
 
 
 def plan(config: FitStageConfig, work: WorkDir) -> list[Unit]:
-    """One unit per selected subject that has extracted sequences (see the module docstring)."""
+    """Per selected subject with extracted sequences: its shape unit, then one unit per
+    selected sequence (see the module docstring)."""
     if config.shape_frames < 1:
         raise SelectionError(f"--shape-frames must be at least 1, got {config.shape_frames}")
     sel = config.selection
@@ -97,22 +103,33 @@ def plan(config: FitStageConfig, work: WorkDir) -> list[Unit]:
             continue
         if model is None:  # resolved once, here, so units do not race to write it
             model = resolve_model(config.body_model, work)
-        inputs = {"body_model": model.path}
-        inputs.update({f"joints:{s}": work.joints_world(subject, s) for s in every})
-        for name in ("joint_regressor", "pose_prior"):
-            if getattr(config, name) is not None:
-                inputs[name] = Path(getattr(config, name))
+        user_files = {name: Path(getattr(config, name)) for name in ("joint_regressor", "pose_prior")
+                      if getattr(config, name) is not None}
+        common = {"device": device, "joint_regressor": str(config.joint_regressor or ""),
+                  "pose_prior": str(config.pose_prior or ""), "shape_frames": config.shape_frames}
+        payload = {"work": str(work.root), "subject": subject, "model": model, "device": device}
+        resources = {"GPU": 1} if device == "cuda" else None
+        shape_key = f"{subject}/shape"
         units.append(Unit(
-            key=subject,
-            outputs=(work.fit_shape(subject), *(work.fit_sequence(subject, s) for s in chosen)),
-            inputs=inputs,
-            params={"device": device, "frames": list(sel.frames), "stride": sel.stride, "sequences": chosen,
-                    "joint_regressor": str(config.joint_regressor or ""), "pose_prior": str(config.pose_prior or ""),
-                    "shape_frames": config.shape_frames},
-            payload={"work": str(work.root), "subject": subject, "every": every, "chosen": chosen,
-                     "model": model, "device": device},
-            resources={"GPU": 1} if device == "cuda" else None,
+            key=shape_key,
+            outputs=(work.fit_shape(subject),),
+            inputs={"body_model": model.path, **{f"joints:{s}": work.joints_world(subject, s) for s in every},
+                    **user_files},
+            params={**common, "sequences": every},
+            payload={**payload, "kind": "shape", "every": every},
+            resources=resources,
         ))
+        for seq in chosen:
+            units.append(Unit(
+                key=f"{subject}/{seq}",
+                outputs=(work.fit_sequence(subject, seq),),
+                inputs={"body_model": model.path, "shape": work.fit_shape(subject),
+                        f"joints:{seq}": work.joints_world(subject, seq), **user_files},
+                params={**common, "frames": list(sel.frames), "stride": sel.stride},
+                payload={**payload, "kind": "sequence", "sequence": seq},
+                resources=resources,
+                after=(shape_key,),
+            ))
     if not units:
         raise DataError(f"{root}: no extracted sequences match the selection (run 'h36m-nvf extract' first)")
     return units
@@ -147,33 +164,101 @@ def make_fitter(model_path: Path, device: str, joint_regressor: Path | None = No
 
 
 def run_unit(unit: Unit, config: FitStageConfig) -> dict:
-    """Fit one subject: shape from all its sequences, then every selected sequence."""
+    """Fit a subject's shape from all its sequences, or one sequence's poses with that shape."""
     p = unit.payload
     work = WorkDir(Path(p["work"]))
     subject = p["subject"]
     model: BodyModel = p["model"]
-    fitter = make_fitter(model.path, p["device"], config.joint_regressor, config.pose_prior,
-                         config.shape_frames)
-    joints = {s: read_joints_world(work.joints_world(subject, s)) for s in p["every"]}
-    betas, info = fitter.fit_shape([joints[s] for s in p["every"]])
-    write_fit_shape(work.fit_shape(subject), FitShape(
-        betas=betas, shape_frames=info["frames"], sequences=tuple(p["every"]), mpjpe_mm=info["mpjpe_mm"],
-        body_model_sha256=model.sha256))
-    frames_total, errors, converged = 0, [], []
-    for s in p["chosen"]:
-        frame_index = np.asarray(config.selection.frame_indices(len(joints[s])), dtype=np.int64)
-        if len(frame_index) == 0:
-            raise DataError(f"{work.joints_world(subject, s)}: the --frames range selects no frame "
-                            f"(sequence has {len(joints[s])})")
-        fit = fitter.fit_sequence(joints[s][frame_index], betas)
-        write_fit_sequence(work.fit_sequence(subject, s), fit_record(fit, betas, frame_index, model.sha256))
-        frames_total += len(frame_index)
-        errors.append(fit.mpjpe_mm)
-        converged.append(fit.converged)
-    err = np.concatenate(errors)
-    return {"sequences": len(p["chosen"]), "frames": frames_total, "mpjpe_mm_mean": float(err.mean()),
-            "mpjpe_mm_max": float(err.max()), "converged_fraction": float(np.concatenate(converged).mean()),
-            "shape_mpjpe_mm": float(info["mpjpe_mm"].mean())}
+    fitter = _cached_fitter(model.path, p["device"], config.joint_regressor, config.pose_prior,
+                            config.shape_frames)
+    if p["kind"] == "shape":
+        joints = [read_joints_world(work.joints_world(subject, s)) for s in p["every"]]
+        with idle_core_threads():
+            betas, info = fitter.fit_shape(joints)
+        write_fit_shape(work.fit_shape(subject), FitShape(
+            betas=betas, shape_frames=info["frames"], sequences=tuple(p["every"]), mpjpe_mm=info["mpjpe_mm"],
+            body_model_sha256=model.sha256))
+        return {"shape_frames": int(len(info["frames"])), "shape_mpjpe_mm": float(np.mean(info["mpjpe_mm"]))}
+    seq = p["sequence"]
+    betas = read_fit_shape(work.fit_shape(subject)).betas
+    joints = read_joints_world(work.joints_world(subject, seq))
+    frame_index = np.asarray(config.selection.frame_indices(len(joints)), dtype=np.int64)
+    if len(frame_index) == 0:
+        raise DataError(f"{work.joints_world(subject, seq)}: the --frames range selects no frame "
+                        f"(sequence has {len(joints)})")
+    with idle_core_threads():
+        fit = fitter.fit_sequence(joints[frame_index], betas)
+    write_fit_sequence(work.fit_sequence(subject, seq), fit_record(fit, betas, frame_index, model.sha256))
+    return {"frames": int(len(frame_index)), "mpjpe_mm_mean": float(fit.mpjpe_mm.mean()),
+            "mpjpe_mm_max": float(fit.mpjpe_mm.max()), "converged_fraction": float(fit.converged.mean())}
+
+
+@contextlib.contextmanager
+def idle_core_threads():
+    """Within: torch uses this worker's core plus those of the idle workers on its machine.
+
+    Workers run one thread each (pipeline.orchestration.runner.LOCAL_WORKER_ENV), which suits
+    many units; but a subject's shape unit often runs alone (its sequences wait for it), and so
+    does the last unit of a run. Asked when the unit starts, after its model load: the
+    scheduler's view of which workers of this host have nothing to run. Outside a dask
+    worker, or when every worker is busy, nothing changes.
+    """
+    import torch
+
+    extra = _idle_workers_here()
+    before = torch.get_num_threads()
+    if extra:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(min(before + extra, cores))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _idle_workers_here() -> int:
+    """Other workers on this worker's host with no task assigned and none queued to come."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # not inside a dask worker
+        return 0
+    try:
+        processing = worker.client.processing()
+        waiting = worker.client.run_on_scheduler(_runnable_unassigned)
+    except Exception:  # a scheduler that cannot answer: keep one thread
+        return 0
+    host = worker.address.rsplit(":", 1)[0]
+    idle = sum(1 for address, tasks in processing.items()
+               if address != worker.address and address.rsplit(":", 1)[0] == host and not tasks)
+    return max(0, idle - waiting)
+
+
+def _runnable_unassigned(dask_scheduler=None) -> int:
+    """On the scheduler: tasks ready to run that no worker holds yet (they take idle workers)."""
+    return len(dask_scheduler.queued) + len(dask_scheduler.unrunnable)
+
+
+_FITTERS: dict = {}
+
+
+def _cached_fitter(model_path: str, device: str, joint_regressor, pose_prior, shape_frames: int):
+    """One fitter per (model, device, user files, shape frames) per worker process: a subject's
+    sequence units reuse the model load (about a second) instead of repeating it."""
+    key = (model_path, _file_stamp(model_path), device, str(joint_regressor or ""), _file_stamp(joint_regressor),
+           str(pose_prior or ""), _file_stamp(pose_prior), shape_frames)
+    if key not in _FITTERS:
+        _FITTERS.clear()  # one at a time: a fitter holds the model on its device
+        _FITTERS[key] = make_fitter(Path(model_path), device, joint_regressor, pose_prior, shape_frames)
+    return _FITTERS[key]
+
+
+def _file_stamp(path) -> tuple:
+    if not path:
+        return ()
+    st = Path(path).stat()
+    return st.st_size, st.st_mtime_ns
 
 
 def fit_record(fit, betas: np.ndarray, frame_index: np.ndarray, sha: str) -> FitSequence:

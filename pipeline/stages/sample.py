@@ -234,6 +234,25 @@ def crop_around(vertices_cam: np.ndarray, K: np.ndarray, crop_px: int) -> np.nda
     return crop_intrinsics((lo + hi) / 2, side, crop_px, K)
 
 
+def _shares_cpu_tree(backend: str) -> bool:
+    """The "cpu" SDF (also what "auto" picks for these numpy points): one tree per frame."""
+    return backend in ("cpu", "auto")
+
+
+def world_sdf_tree(previous, seq_key: tuple[str, str], vertices: np.ndarray, faces: np.ndarray):
+    """(seq_key, sampling.sdf.CpuSdf) of one posed frame, world frame, shared by its views.
+
+    Within a sequence the previous frame's tree is refitted (same faces, a nearby pose; about
+    20 x cheaper than a build, same results); a new sequence builds afresh, so the topology
+    never drifts far from the poses it serves.
+    """
+    from sampling.sdf import CpuSdf
+
+    if previous is not None and previous[0] == seq_key:
+        return seq_key, previous[1].refit(vertices)
+    return seq_key, CpuSdf.build(vertices, faces)
+
+
 def make_sample(spec: SampleSpec, work: WorkDir, model_path: Path, config: SampleConfig, cache: dict):
     """One ShardSample: crop, query points, SDF, votes, joints and camera-frame params."""
     import cv2
@@ -255,10 +274,13 @@ def make_sample(spec: SampleSpec, work: WorkDir, model_path: Path, config: Sampl
     fit, info, mocap, pelvis_rest = cache[seq_key]
     camera = info.camera(spec.camera)
     row = fit.row_of(spec.frame)
+    faces = np.asarray(cached_body_model_f64(str(model_path), config.joints == "cocowb133").faces, dtype=np.int64)
     frame_key = (seq_key, row)  # the cameras of one frame are neighbours in a shard: pose once
     if cache.get("frame_key") != frame_key:
         cache["frame_key"] = frame_key
         cache["posed"] = posed_body(model_path, fit, row, config.joints == "cocowb133")
+        if _shares_cpu_tree(config.sdf_backend):
+            cache["tree"] = world_sdf_tree(cache.get("tree"), seq_key, cache["posed"][0], faces)
     verts, smplx_joints = cache["posed"]
     R, t = camera.R, camera.t
     verts_cam = verts @ R.T + t
@@ -275,11 +297,17 @@ def make_sample(spec: SampleSpec, work: WorkDir, model_path: Path, config: Sampl
     K_crop = crop_around(verts_cam, camera.K, config.crop)
     crop = undistort_image(image, camera, K_crop, (config.crop, config.crop))
 
-    faces = np.asarray(cached_body_model_f64(str(model_path), config.joints == "cocowb133").faces, dtype=np.int64)
     sampler = SamplerConfig(points=config.points)
+    if _shares_cpu_tree(config.sdf_backend):
+        tree = cache["tree"][1]
+
+        def sdf_of(points_cam):  # the frame's world-frame tree: X_world = R^T (X_cam - t)
+            return tree.signed_distance((np.asarray(points_cam, np.float64) - t) @ R)
+    else:
+        def sdf_of(points_cam):
+            return signed_distance(points_cam, verts_cam, faces, backend=config.sdf_backend)
     points, sdf = sample_query_points(
-        verts_cam, faces, root_cam, K_crop, config.crop, sampler, rng_for(config.seed, spec.key),
-        lambda p: signed_distance(p, verts_cam, faces, backend=config.sdf_backend))
+        verts_cam, faces, root_cam, K_crop, config.crop, sampler, rng_for(config.seed, spec.key), sdf_of)
     votes = nvf_votes(points.astype(np.float64), joints_cam, config.radius)
     params = smplx_params_to_camera({k: v[0] for k, v in fit.smplx_kwargs(row).items()}, R, t, pelvis_rest)
     return ShardSample(

@@ -79,7 +79,7 @@ def test_fitted_mesh_is_close_to_the_true_mesh(fitted_work, synthetic_release):
 
 def test_a_second_run_skips_the_done_subject(fitted_work):
     reports = run_stages(["fit"], fitted_work, stride=1, workers=1, progress=False, options={"device": "cpu"})
-    assert [(o.key, o.result) for o in reports[0].outcomes] == [("S9", "skipped")]
+    assert [(o.key, o.result) for o in reports[0].outcomes] == [("S9/shape", "skipped"), ("S9/Walking_1", "skipped")]
 
 
 def test_gpu_units_ask_for_a_gpu(fitted_work):
@@ -88,9 +88,10 @@ def test_gpu_units_ask_for_a_gpu(fitted_work):
     from pipeline.store import WorkDir
 
     units = plan(FitStageConfig(selection=Selection(), device="cuda"), WorkDir(fitted_work))
-    assert [u.key for u in units] == ["S9"] and units[0].resources == {"GPU": 1}
+    assert [u.key for u in units] == ["S9/shape", "S9/Walking_1"]
+    assert all(u.resources == {"GPU": 1} for u in units)
     units = plan(FitStageConfig(selection=Selection(), device="cpu"), WorkDir(fitted_work))
-    assert units[0].resources is None
+    assert all(u.resources is None for u in units)
 
 
 def test_cli_bad_regressor_is_a_one_line_error(fitted_work, tmp_path):
