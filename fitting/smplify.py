@@ -290,7 +290,7 @@ class Fitter:
             prior = math.sqrt(c.gmm_prior_weight) * self.gmm.residual(body_pose)
         else:
             prior = math.sqrt(c.pose_prior_weight) * body_pose
-        return prior, math.sqrt(c.angle_limit_weight) * limit_residual(body_pose, self.bone_axes)
+        return prior
 
     def retract(self, p: torch.Tensor, step: torch.Tensor, cap: bool = True) -> torch.Tensor:
         """Trial parameters (B, 69) of an LM step (B, 69) from p: each joint's rotation step
@@ -329,7 +329,13 @@ class Fitter:
         irls = sigma * sigma / (sigma * sigma + sq)
         data = irls * err / DATA_UNIT_M
         body = p[:, 3:66]
-        prior, limits = self._prior_residual(body)
+        prior = self._prior_residual(body)
+        w_lim = math.sqrt(self.config.angle_limit_weight)
+        if jacobian:
+            limits, j_lim_body = limit_residual_jacobian(body, self.bone_axes)
+        else:
+            limits = limit_residual(body, self.bone_axes)
+        limits = w_lim * limits
         sq_wt = torch.sqrt(w_time)[:, None]
         smooth = sq_wt * self._smooth_vector(p - nbr)
         r = torch.cat([data.flatten(1), prior, limits, smooth], 1)
@@ -353,8 +359,7 @@ class Fitter:
         else:
             j_prior[:, :, 3:66] = math.sqrt(self.config.pose_prior_weight) * torch.eye(63, dtype=p.dtype, device=p.device)
         j_lim = p.new_zeros((b, limits.shape[1], n_p))
-        j_lim[:, :, 3:66] = math.sqrt(self.config.angle_limit_weight) * limit_residual_jacobian(
-            body, self.bone_axes)[1]
+        j_lim[:, :, 3:66] = w_lim * j_lim_body
         j_smooth = p.new_zeros((b, 66, n_p))
         diag_s = torch.cat([torch.ones(63, dtype=p.dtype, device=p.device),
                             torch.full((3,), 1 / DATA_UNIT_M, dtype=p.dtype, device=p.device)])
@@ -552,7 +557,8 @@ class Fitter:
         err = self.frame_errors_mm(p, target, betas)
         jr, vr = rest_joints(self.skinner, betas), rest_vertices(self.skinner, betas)
         pred = self._predict(p, jr, vr)
-        prior, limits = self._prior_residual(p[:, 3:66])
+        prior = self._prior_residual(p[:, 3:66])
+        limits = math.sqrt(c.angle_limit_weight) * limit_residual(p[:, 3:66], self.bone_axes)
         smooth = self._smooth_vector(p - neighbour_mean(p))
         energies = {
             "energy_data": gmof_energy(pred - target, c.data_sigma_m).sum(-1) / DATA_UNIT_M**2,
