@@ -35,7 +35,6 @@ JPEG bytes stored as they are.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -47,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch.utils.data
 
+from common.hashing import sha256_file
 from fitting.joint_sets import get_joint_set
 from sampling.errors import ShardError
 
@@ -143,14 +143,6 @@ class ShardInfo:
 
 def shard_name(number: int) -> str:
     return f"shard-{number:05d}.h5"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- SMPL-X
@@ -324,7 +316,7 @@ def write_shard(path: Path, samples: Sequence[ShardSample], config: ShardConfig)
     if problems:
         tmp.unlink(missing_ok=True)
         raise ShardError(f"{path}: written shard failed verification: {problems[0]}")
-    info = ShardInfo(path.name, S, file_sha256(tmp), tmp.stat().st_size)
+    info = ShardInfo(path.name, S, sha256_file(tmp), tmp.stat().st_size)
     os.replace(tmp, path)
     return info
 
@@ -396,7 +388,7 @@ def write_index(split_dir, config: ShardConfig | None = None) -> dict:
         with h5py.File(path, "r") as f:
             samples = int(f["key"].shape[0])
             stored_config = stored_config or json.loads(f.attrs["config"])
-        shards.append(asdict(ShardInfo(path.name, samples, file_sha256(path), path.stat().st_size)))
+        shards.append(asdict(ShardInfo(path.name, samples, sha256_file(path), path.stat().st_size)))
     index = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -495,7 +487,7 @@ def check_shard(path, expected_sha256: str | None) -> list[str]:
         return [f"{path}: missing"]
     problems = []
     if expected_sha256 is not None:
-        actual = file_sha256(path)
+        actual = sha256_file(path)
         if actual != expected_sha256:
             problems.append(f"{path}: sha256 {actual[:12]}… differs from index {expected_sha256[:12]}…")
     try:
@@ -582,7 +574,7 @@ class ShardDataset(torch.utils.data.Dataset):
             path = self.split_dir / shard["name"]
             if not path.is_file():
                 raise ShardError(f"{path}: listed in {self.split_dir / INDEX_NAME} but missing")
-            if verify and file_sha256(path) != shard["sha256"]:
+            if verify and sha256_file(path) != shard["sha256"]:
                 raise ShardError(f"{path}: sha256 differs from {self.split_dir / INDEX_NAME}")
             self._items += [(shard["name"], i) for i in range(shard["samples"])]
         n_stored = int(self.config["num_points"])
