@@ -340,11 +340,14 @@ def _rotvec_of_quat(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return v * ratio[..., None]
 
 
-def project_to_limits(body_pose: torch.Tensor, bone_axes_: torch.Tensor) -> torch.Tensor:
+def project_to_limits(body_pose: torch.Tensor, bone_axes_: torch.Tensor, slack_rad: float = 0.0) -> torch.Tensor:
     """(..., 21, 3) the nearest rotations within the limits (twist clamped to its range, swing
     scaled back along its ray to the elliptical boundary); joints inside are returned as
-    given (bit for bit). body_pose (..., 21, 3) radians; bone_axes_ (21, 3) unit."""
+    given (bit for bit). body_pose (..., 21, 3) radians; bone_axes_ (21, 3) unit;
+    slack_rad widens every range on both sides (kept within ±π)."""
     ref, lo, hi = limit_arrays(body_pose.dtype, body_pose.device)
+    if slack_rad:
+        lo, hi = (lo - slack_rad).clamp_min(-math.pi), (hi + slack_rad).clamp_max(math.pi)
     axes = bone_axes_.to(body_pose.dtype)
     u, v = _frames(axes, ref)
     swing, twist = swing_twist(body_pose, axes)

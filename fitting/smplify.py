@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +36,11 @@ import numpy as np
 import torch
 from torch.func import jacfwd
 
-from fitting.correspondence import correspondence_vertex_ids, correspondence_weights
+from fitting.correspondence import (
+    bone_frame_index,
+    correspondence_vertex_ids,
+    correspondence_weights,
+)
 from fitting.errors import BodyModelError
 from fitting.joint_limits import (
     bone_axes,
@@ -54,7 +57,9 @@ from fitting.lbs_subset import (
     pose_subset_with_jacobian,
     rest_joints,
     rest_vertices,
+    rodrigues,
     skinner_from_smplx,
+    world_transforms,
 )
 from fitting.lm import LMResult, lm_batched
 from fitting.losses import gmof_energy, neighbour_mean, per_joint_error_mm
@@ -88,6 +93,15 @@ class FitConfig:
     angle_limit_weight: float = 1e4
     """Weight of the anatomical limit hinges (fitting.joint_limits: swing and twist of every
     body joint beyond its range, radians; 1e4 makes 1 deg beyond cost as much as 1.7 cm)."""
+    skeleton_rounds: int = 1
+    """Rounds of (mocap-skeleton offsets, then the shape against the mocap minus them) at the
+    end of the shape fit (the last round estimates offsets only); 0: no offsets."""
+    offset_rounds: int = 2
+    """Rounds of estimating the mocap skeleton's per-joint offsets in the bone frames (shape
+    fit) and of refitting poses to the mocap minus them (shape frames and sequences); 0: off."""
+    limit_slack_deg: float = 30.0
+    """How far beyond the limits the first (wide-loss) phase of a solve may go, degrees
+    (only the hinge holds it there); every other step is projected into the limits."""
     max_rotation_step_rad: float = 0.5
     """Trust region of one LM step: the change of each joint's rotation vector is scaled
     down to at most this norm (steps cannot run away along directions the joints do not see)."""
@@ -169,6 +183,9 @@ class JointTargets:
     """(17,) rows of the M predictions that form the h36m17 evaluation set."""
     torso_rows: torch.Tensor
     """Rows of the M predictions used for the rigid start."""
+    frame_joints: torch.Tensor
+    """(M,) smplx55 joint whose world rotation is each prediction's bone frame
+    (fitting.correspondence.H36M32_BONE_FRAME): where a mocap skeleton's offsets live."""
 
     def predict(self, joints55: torch.Tensor, verts: torch.Tensor) -> torch.Tensor:
         """(..., M, 3) predicted mocap joints from joints55 (..., 55, 3) and verts (..., K, 3)."""
@@ -183,7 +200,7 @@ def named_targets(model, *, dtype, device) -> JointTargets:
     return JointTargets(
         sk, torch.as_tensor(w_j, dtype=dtype, device=device), torch.as_tensor(w_v, dtype=dtype, device=device),
         torch.arange(32, device=device), torch.as_tensor(H36M17_FROM_H36M32, device=device),
-        torch.as_tensor(torso, device=device))
+        torch.as_tensor(torso, device=device), torch.as_tensor(bone_frame_index(), device=device))
 
 
 def load_joint_regressor(path: str | Path, num_vertices: int) -> np.ndarray:
@@ -227,7 +244,7 @@ def regressor_targets(model, regressor: np.ndarray, *, dtype, device) -> JointTa
         sk, torch.zeros((m, NUM_JOINTS), dtype=dtype, device=device),
         torch.as_tensor(regressor[:, support], dtype=dtype, device=device),
         torch.as_tensor(rows, device=device), torch.as_tensor(eval_rows, device=device),
-        torch.as_tensor(torso, device=device))
+        torch.as_tensor(torso, device=device), torch.as_tensor(bone_frame_index()[rows], device=device))
 
 
 # ----------------------------------------------------------------------------- fitter
@@ -300,17 +317,18 @@ class Fitter:
             prior = math.sqrt(c.pose_prior_weight) * body_pose
         return prior
 
-    def retract(self, p: torch.Tensor, step: torch.Tensor, cap: bool = True) -> torch.Tensor:
+    def retract(self, p: torch.Tensor, step: torch.Tensor, cap: bool = True, slack_rad: float = 0.0) -> torch.Tensor:
         """Trial parameters (B, 69) of an LM step (B, 69) from p: each joint's rotation step
         limited to ``max_rotation_step_rad`` (unless not ``cap``), the rotation vectors
-        re-expressed with norm <= π."""
+        re-expressed with norm <= π, the body joints projected into their limits (widened by
+        slack_rad)."""
         rot = step[:, :66].unflatten(-1, (22, 3))
         if cap:
             norm = torch.linalg.norm(rot, dim=-1, keepdim=True)
             m = self.config.max_rotation_step_rad
             rot = rot * torch.where(norm > m, m / norm.clamp_min(1e-30), torch.ones_like(norm))
         new_rot = principal_rotvec(p[:, :66].unflatten(-1, (22, 3)) + rot)
-        body = project_to_limits(new_rot[:, 1:], self.bone_axes)
+        body = project_to_limits(new_rot[:, 1:], self.bone_axes, slack_rad)
         return torch.cat([new_rot[:, 0], body.flatten(1), p[:, 66:] + step[:, 66:]], 1)
 
     def residuals(self, p, target, joints_rest, verts_rest, nbr, w_time, sigma, jacobian: bool):
@@ -423,8 +441,14 @@ class Fitter:
                 def fn(x, jacobian, sl=sl, sigma=sigma):
                     return self.residuals(x, target[sl], jr, vr, nbr[sl], wt[sl], sigma, jacobian)
 
-                res = lm_batched(fn, p, n, self.config.tol, damping_floor=self.damping_floor,
-                                 retract=self.retract)
+                # the wide phase may cross the limits by limit_slack_deg (a hard wall there
+                # leaves frames stuck on it in poorer minima); the hinge still pulls back
+                slack = math.radians(self.config.limit_slack_deg) if sigma != self.config.data_sigma_m else 0.0
+
+                def retract(x, step, slack=slack):
+                    return self.retract(x, step, slack_rad=slack)
+
+                res = lm_batched(fn, p, n, self.config.tol, damping_floor=self.damping_floor, retract=retract)
                 p = res.params
             out_p.append(res.params)
             out_c.append(res.cost)
@@ -524,19 +548,46 @@ class Fitter:
         finally:
             torch.set_num_threads(old)
 
-    def fit_sequence(self, joints_world, betas) -> SequenceFit:
+    def fit_sequence(self, joints_world, betas, offsets=None) -> SequenceFit:
         """Fit every frame of one sequence.
 
         Args:
             joints_world: (T, 32, 3) mocap joints, world frame, metres.
             betas: (NB,) the subject's shape.
+            offsets: optional (M, 3) the subject's mocap-skeleton offsets in the bone frames
+                (``fit_shape``'s ``skeleton_offsets_m``), metres: the poses are fitted to the
+                mocap minus them. The recorded errors are those of the body through the
+                correspondence, without offsets.
         """
         with self._threads(), torch.no_grad():
-            return self._fit_sequence(joints_world, betas)
+            return self._fit_sequence(joints_world, betas, offsets)
 
-    def _fit_sequence(self, joints_world, betas) -> SequenceFit:
+    def bone_frames(self, p: torch.Tensor, joints_rest: torch.Tensor) -> torch.Tensor:
+        """(B, M, 3, 3) world rotations of each prediction's bone frame for params p (B, 69)."""
+        rot = rodrigues(self._full_pose(p) + self.skinner.pose_mean)
+        r_world, _ = world_transforms(self.skinner, rot, joints_rest)
+        return r_world[:, self.targets.frame_joints]
+
+    def _without_offsets(self, target, p, joints_rest, offsets):
+        """(B, M, 3) target minus the skeleton offsets (M, 3) carried by the poses p (B, 69)."""
+        return target - torch.einsum("bmij,mj->bmi", self.bone_frames(p, joints_rest), offsets)
+
+    def _fit_sequence(self, joints_world, betas, offsets=None) -> SequenceFit:
+        raw = self.mocap_targets(joints_world)
+        p, converged = self._fit_poses(raw, betas)
+        betas_t = torch.as_tensor(np.asarray(betas), dtype=self.dtype, device=self.device)
+        if offsets is not None and np.any(offsets):
+            o = torch.as_tensor(np.asarray(offsets), dtype=self.dtype, device=self.device)
+            jr = rest_joints(self.skinner, betas_t)
+            for _ in range(self.config.offset_rounds):
+                res = self.solve_frames(p, self._without_offsets(raw, p, jr, o), betas_t, self.config.frame_iters,
+                                        nbr=neighbour_mean(p), w_time=self.config.temporal_weight, robust_from=0.0)
+                p, converged = res.params, res.converged
+        return self._sequence_result(p, raw, betas_t, converged)
+
+    def _fit_poses(self, target, betas):
+        """(params (T, 69), converged (T,)) of the sequence schedule on targets (T, M, 3)."""
         c = self.config
-        target = self.mocap_targets(joints_world)
         betas = torch.as_tensor(np.asarray(betas), dtype=self.dtype, device=self.device)
         t = target.shape[0]
         keys = torch.unique(torch.cat([torch.arange(0, t, c.keyframe_step), torch.tensor([t - 1])])).to(self.device)
@@ -558,7 +609,7 @@ class Fitter:
             res = self.solve_frames(p, target, betas, per_round, nbr=neighbour_mean(p), w_time=c.temporal_weight,
                                     robust_from=0.0)
             p, converged = res.params, res.converged
-        return self._sequence_result(p, target, betas, converged)
+        return p, converged
 
     def _sequence_result(self, p, target, betas, converged) -> SequenceFit:
         c = self.config
@@ -610,9 +661,35 @@ class Fitter:
             p, betas = self._joint_shape_lm(p, betas, target, c.shape_iters,
                                             self._shape_prior_weight(p, target, betas))
             p = self.solve_frames(p, target, betas, c.keyframe_iters // 2, robust_from=0.0).params
+        offsets = target.new_zeros((target.shape[1], 3))
+        for k in range(c.skeleton_rounds):
+            p, offsets = self._fit_offsets(p, target, betas)
+            if k + 1 < c.skeleton_rounds:  # the shape again, against the mocap minus the offsets
+                corrected = self._without_offsets(target, p, rest_joints(self.skinner, betas), offsets)
+                p, betas = self._joint_shape_lm(p, betas, corrected, c.shape_iters,
+                                                self._shape_prior_weight(p, corrected, betas))
         err = self.frame_errors_mm(p, target, betas).mean(-1)
         return _np(betas).astype(np.float64), {"frames": np.asarray(picks, dtype=np.int64).reshape(-1, 2),
-                                               "mpjpe_mm": _np(err)}
+                                               "mpjpe_mm": _np(err),
+                                               "skeleton_offsets_m": _np(offsets).astype(np.float64)}
+
+    def _fit_offsets(self, p, target, betas):
+        """(poses (N, 69), offsets (M, 3) metres) of the mocap skeleton against the fitted body.
+
+        A mocap joint defined differently from the correspondence sits at a fixed offset in its
+        bone frame: the mean of the residuals seen in the bone frames, with the shape held
+        (plausible, from the shape fit), alternated with refitting the poses to the mocap
+        minus the offsets (``offset_rounds`` times).
+        """
+        jr, vr = rest_joints(self.skinner, betas), rest_vertices(self.skinner, betas)
+        offsets = target.new_zeros((target.shape[1], 3))
+        for _ in range(self.config.offset_rounds):
+            frames = self.bone_frames(p, jr)
+            resid = target - self._predict(p, jr, vr)
+            offsets = torch.einsum("bmji,bmj->bmi", frames, resid).mean(0)
+            p = self.solve_frames(p, self._without_offsets(target, p, jr, offsets), betas,
+                                  self.config.keyframe_iters // 2, robust_from=0.0).params
+        return p, offsets
 
     def rigid_pairs(self, betas: torch.Tensor | None = None, poses: int = 16, tol_m: float = 5e-4) -> torch.Tensor:
         """(Q, 2) pairs of predicted target rows whose distance the body pose does not change
@@ -752,8 +829,6 @@ class Fitter:
             p_new = self.retract(p, dp.to(p.dtype), cap=False)
             b_new = (betas + db.to(p.dtype)).clamp(-c.beta_bound, c.beta_bound)
             cost_new = total(val_fn(p_new, b_new), b_new)
-            if os.environ.get("DBG"):
-                print("shapeLM", float(cost), float(cost_new), lam, betas.abs().max().item())
             if torch.isfinite(cost_new) and cost_new < cost:
                 rel = float((cost - cost_new) / cost)
                 p, betas, lam = p_new, b_new, max(lam / 3, 1e-9)

@@ -158,14 +158,14 @@ def run_unit(unit: Unit, config: FitStageConfig) -> dict:
     betas, info = fitter.fit_shape([joints[s] for s in p["every"]])
     write_fit_shape(work.fit_shape(subject), FitShape(
         betas=betas, shape_frames=info["frames"], sequences=tuple(p["every"]), mpjpe_mm=info["mpjpe_mm"],
-        body_model_sha256=model.sha256))
+        body_model_sha256=model.sha256, skeleton_offsets_m=info["skeleton_offsets_m"]))
     frames_total, errors, converged = 0, [], []
     for s in p["chosen"]:
         frame_index = np.asarray(config.selection.frame_indices(len(joints[s])), dtype=np.int64)
         if len(frame_index) == 0:
             raise DataError(f"{work.joints_world(subject, s)}: the --frames range selects no frame "
                             f"(sequence has {len(joints[s])})")
-        fit = fitter.fit_sequence(joints[s][frame_index], betas)
+        fit = fitter.fit_sequence(joints[s][frame_index], betas, info["skeleton_offsets_m"])
         write_fit_sequence(work.fit_sequence(subject, s), fit_record(fit, betas, frame_index, model.sha256))
         frames_total += len(frame_index)
         errors.append(fit.mpjpe_mm)
