@@ -36,8 +36,18 @@ import numpy as np
 import torch
 from torch.func import jacfwd
 
-from fitting.correspondence import correspondence_vertex_ids, correspondence_weights
+from fitting.correspondence import (
+    bone_frame_index,
+    correspondence_vertex_ids,
+    correspondence_weights,
+)
 from fitting.errors import BodyModelError
+from fitting.joint_limits import (
+    bone_axes,
+    limit_residual,
+    limit_residual_jacobian,
+    project_to_limits,
+)
 from fitting.joint_sets import H36M17_FROM_H36M32, H36M32
 from fitting.lbs_subset import (
     NUM_BODY_JOINTS,
@@ -47,10 +57,14 @@ from fitting.lbs_subset import (
     pose_subset_with_jacobian,
     rest_joints,
     rest_vertices,
+    rodrigues,
     skinner_from_smplx,
+    world_transforms,
 )
+from fitting.lm import LMResult, lm_batched
 from fitting.losses import gmof_energy, neighbour_mean, per_joint_error_mm
-from fitting.priors import ANGLE_LIMIT_INDEX, ANGLE_LIMIT_SIGN, GMMPrior, angle_limit_residual
+from fitting.priors import GMMPrior
+from fitting.rotations import kabsch, matrix_to_rotvec, principal_rotvec
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +91,38 @@ class FitConfig:
     gmm_prior_weight: float = 1e-2
     """Weight of a user's GMM prior (replaces the L2 prior when given)."""
     angle_limit_weight: float = 1e4
-    """Weight of the knee/elbow hyper-extension hinge."""
+    """Weight of the anatomical limit hinges (fitting.joint_limits: swing and twist of every
+    body joint beyond its range, radians; 1e4 makes 1 deg beyond cost as much as 1.7 cm)."""
+    skeleton_rounds: int = 1
+    """Rounds of (mocap-skeleton offsets, then the shape against the mocap minus them) at the
+    end of the shape fit (the last round estimates offsets only); 0: no offsets."""
+    offset_rounds: int = 2
+    """Rounds of estimating the mocap skeleton's per-joint offsets in the bone frames (shape
+    fit) and of refitting poses to the mocap minus them (shape frames and sequences); 0: off."""
+    limit_slack_deg: float = 30.0
+    """How far beyond the limits the first (wide-loss) phase of a solve may go, degrees
+    (only the hinge holds it there); every other step is projected into the limits."""
+    max_rotation_step_rad: float = 0.5
+    """Trust region of one LM step: the change of each joint's rotation vector is scaled
+    down to at most this norm (steps cannot run away along directions the joints do not see)."""
+    rotation_damping_floor: float = 100.0
+    """Lower bound of the LM damping scale of rotation parameters (cm^2 per rad^2, i.e. a
+    10 cm lever): unobserved rotations are damped like observed ones."""
     temporal_weight: float = 1e-1
     """Weight of the smoothness term on body_pose (rad) and transl (scaled to cm)."""
-    beta_prior_weight: float = 1e-3
-    """Weight of the L2 prior on betas (per frame of the shape fit)."""
+    beta_prior_weight: float = 1e-5
+    """Weight of the L2 prior on betas per frame of the shape fit (small: on exact data the
+    shape fit reaches the exact solution)."""
+    shape_evidence_frames: float = 1.0
+    """How many independent frames' worth of evidence about the shape the shape fit's
+    frames count as, against the N(0, 1) beta prior (see Fitter._shape_prior_weight)."""
+    beta_soft_bound: float = 2.5
+    """|beta| beyond this is penalised by a hinge of weight ``beta_bound_weight`` per frame."""
+    beta_bound_weight: float = 1e2
+    """Weight of the beta hinge (per frame, cm^2 per unit^2): a shape that a skeleton
+    mismatch would drive off stays near the plausible range."""
+    beta_bound: float = 3.0
+    """Hard bound: betas are clamped to [-beta_bound, beta_bound] after every step."""
     keyframe_step: int = 16
     """Keyframe spacing: frames between keyframes are fitted in sweeps warm-started from
     their neighbour, all chunks in one batch per step."""
@@ -142,6 +183,9 @@ class JointTargets:
     """(17,) rows of the M predictions that form the h36m17 evaluation set."""
     torso_rows: torch.Tensor
     """Rows of the M predictions used for the rigid start."""
+    frame_joints: torch.Tensor
+    """(M,) smplx55 joint whose world rotation is each prediction's bone frame
+    (fitting.correspondence.H36M32_BONE_FRAME): where a mocap skeleton's offsets live."""
 
     def predict(self, joints55: torch.Tensor, verts: torch.Tensor) -> torch.Tensor:
         """(..., M, 3) predicted mocap joints from joints55 (..., 55, 3) and verts (..., K, 3)."""
@@ -156,7 +200,7 @@ def named_targets(model, *, dtype, device) -> JointTargets:
     return JointTargets(
         sk, torch.as_tensor(w_j, dtype=dtype, device=device), torch.as_tensor(w_v, dtype=dtype, device=device),
         torch.arange(32, device=device), torch.as_tensor(H36M17_FROM_H36M32, device=device),
-        torch.as_tensor(torso, device=device))
+        torch.as_tensor(torso, device=device), torch.as_tensor(bone_frame_index(), device=device))
 
 
 def load_joint_regressor(path: str | Path, num_vertices: int) -> np.ndarray:
@@ -200,106 +244,7 @@ def regressor_targets(model, regressor: np.ndarray, *, dtype, device) -> JointTa
         sk, torch.zeros((m, NUM_JOINTS), dtype=dtype, device=device),
         torch.as_tensor(regressor[:, support], dtype=dtype, device=device),
         torch.as_tensor(rows, device=device), torch.as_tensor(eval_rows, device=device),
-        torch.as_tensor(torso, device=device))
-
-
-# ----------------------------------------------------------------------------- rotations
-
-
-def matrix_to_rotvec(r: torch.Tensor) -> torch.Tensor:
-    """(..., 3) axis-angle of rotation matrices (..., 3, 3), robust up to angle pi."""
-    m = r
-    tr = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
-    # Quaternion via the largest of four candidates (Shepperd), then 2 atan2(|v|, w).
-    cands = torch.stack([
-        torch.stack([1 + tr, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
-        torch.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2], m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
-        torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], m[..., 1, 2] + m[..., 2, 1]], -1),
-        torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1),
-    ], -2)  # (..., 4, 4): row i is 4 q_i q
-    diag = torch.stack([1 + tr, 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
-                        1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], 1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1)
-    best = diag.argmax(-1)
-    q = torch.take_along_dim(cands, best[..., None, None], dim=-2)[..., 0, :]
-    q = q / torch.linalg.norm(q, dim=-1, keepdim=True)
-    q = q * torch.where(q[..., :1] < 0, -1.0, 1.0)
-    v = q[..., 1:]
-    s = torch.linalg.norm(v, dim=-1, keepdim=True)
-    angle = 2 * torch.atan2(s, q[..., :1])
-    scale = torch.where(s > 1e-8, angle / s.clamp_min(1e-12), 2.0 + 0 * s)
-    return v * scale
-
-
-def kabsch(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rigid (R, t) with dst ≈ R src + t, least squares. src, dst (..., N, 3) -> R (..., 3, 3), t (..., 3)."""
-    cs, cd = src.mean(-2, keepdim=True), dst.mean(-2, keepdim=True)
-    h = (src - cs).transpose(-1, -2) @ (dst - cd)
-    u, _, vt = torch.linalg.svd(h)
-    d = torch.sign(torch.linalg.det(vt.transpose(-1, -2) @ u.transpose(-1, -2)))
-    fix = torch.ones_like(h[..., 0])
-    fix = torch.cat([fix[..., :2], d[..., None]], -1)
-    r = vt.transpose(-1, -2) @ torch.diag_embed(fix) @ u.transpose(-1, -2)
-    t = cd[..., 0, :] - (r @ cs[..., 0, :, None])[..., 0]
-    return r, t
-
-
-# ----------------------------------------------------------------------------- LM core
-
-
-def _solve_spd(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """x = a^-1 b for batched SPD a (..., n, n), b (..., n); float64 inside for stability."""
-    a64, b64 = a.double(), b.double()
-    chol, info = torch.linalg.cholesky_ex(a64)
-    x = torch.cholesky_solve(b64[..., None], chol)[..., 0]
-    bad = info != 0
-    if bool(bad.any()):
-        x = torch.where(bad[..., None], torch.linalg.lstsq(a64, b64[..., None]).solution[..., 0], x)
-    return x.to(a.dtype)
-
-
-@dataclass
-class LMResult:
-    params: torch.Tensor
-    """(B, P) solution."""
-    cost: torch.Tensor
-    """(B,) final energy."""
-    converged: torch.Tensor
-    """(B,) bool."""
-    iterations: int = 0
-
-
-def lm_batched(fn, params: torch.Tensor, iters: int, tol: float, lam0: float = 1e-3) -> LMResult:
-    """Levenberg–Marquardt on B independent problems at once, with per-problem damping.
-
-    Args:
-        fn: ``fn(p (B, P), jacobian: bool) -> (r (B, R), J (B, R, P) or None, cost (B,))``:
-            Gauss–Newton residuals (|r|^2 = cost except for IRLS-weighted robust terms) and
-            the true energy; problems must be independent (row b depends on row b of p only).
-        params: (B, P) start.
-    """
-    b = params.shape[0]
-    lam = params.new_full((b,), lam0)
-    converged = torch.zeros(b, dtype=torch.bool, device=params.device)
-    r, jac, cost = fn(params, True)
-    done = 0
-    for it in range(1, iters + 1):
-        done = it
-        a = jac.transpose(-1, -2) @ jac
-        g = (jac.transpose(-1, -2) @ r[..., None])[..., 0]
-        diag = a.diagonal(dim1=-2, dim2=-1)
-        step = -_solve_spd(a + torch.diag_embed(lam[:, None] * (diag + 1e-6)), g)
-        trial = params + step
-        r_new, jac_new, cost_new = fn(trial, True)
-        accept = torch.isfinite(cost_new) & (cost_new < cost)
-        converged = accept & ((cost - cost_new) < tol * (cost + 1.0))
-        params = torch.where(accept[:, None], trial, params)
-        r = torch.where(accept[:, None], r_new, r)
-        jac = torch.where(accept[:, None, None], jac_new, jac)
-        cost = torch.where(accept, cost_new, cost)
-        lam = torch.where(accept, lam / 3, lam * 4).clamp(1e-9, 1e9)
-        if bool(converged.all()):
-            break
-    return LMResult(params, cost, converged, done)
+        torch.as_tensor(torso, device=device), torch.as_tensor(bone_frame_index()[rows], device=device))
 
 
 # ----------------------------------------------------------------------------- fitter
@@ -346,6 +291,11 @@ class Fitter:
         self.num_betas = self.skinner.num_betas
         self.gmm = gmm.to(self.dtype, self.device) if gmm is not None else None
         self.chunk = config.chunk_frames or (4096 if self.device.type == "cuda" else 512)
+        self.bone_axes = bone_axes(self.skinner.j_template)
+        """(21, 3) rest bone axes of the model's mean shape (the frame of the joint limits)."""
+        floor = torch.full((NUM_POSE_PARAMS,), config.rotation_damping_floor, **kw)
+        floor[66:] = 1e-6
+        self.damping_floor = floor
 
     # -- residuals -------------------------------------------------------------------
 
@@ -365,7 +315,21 @@ class Fitter:
             prior = math.sqrt(c.gmm_prior_weight) * self.gmm.residual(body_pose)
         else:
             prior = math.sqrt(c.pose_prior_weight) * body_pose
-        return prior, math.sqrt(c.angle_limit_weight) * angle_limit_residual(body_pose)
+        return prior
+
+    def retract(self, p: torch.Tensor, step: torch.Tensor, cap: bool = True, slack_rad: float = 0.0) -> torch.Tensor:
+        """Trial parameters (B, 69) of an LM step (B, 69) from p: each joint's rotation step
+        limited to ``max_rotation_step_rad`` (unless not ``cap``), the rotation vectors
+        re-expressed with norm <= π, the body joints projected into their limits (widened by
+        slack_rad)."""
+        rot = step[:, :66].unflatten(-1, (22, 3))
+        if cap:
+            norm = torch.linalg.norm(rot, dim=-1, keepdim=True)
+            m = self.config.max_rotation_step_rad
+            rot = rot * torch.where(norm > m, m / norm.clamp_min(1e-30), torch.ones_like(norm))
+        new_rot = principal_rotvec(p[:, :66].unflatten(-1, (22, 3)) + rot)
+        body = project_to_limits(new_rot[:, 1:], self.bone_axes, slack_rad)
+        return torch.cat([new_rot[:, 0], body.flatten(1), p[:, 66:] + step[:, 66:]], 1)
 
     def residuals(self, p, target, joints_rest, verts_rest, nbr, w_time, sigma, jacobian: bool):
         """Stacked residuals of frames, optionally with their exact Jacobian.
@@ -376,7 +340,7 @@ class Fitter:
             nbr: (B, 69) neighbour means for smoothness; w_time: (B,) its weight;
             sigma: Geman–McClure scale, metres.
         Returns:
-            r (B, R) and J (B, R, 69) (None unless jacobian), R = 3M + 63 + 4 + 66.
+            r (B, R) and J (B, R, 69) (None unless jacobian), R = 3M + 63 + 42 + 66.
         """
         full_pose, transl = self._full_pose(p), p[:, 66:69]
         if jacobian:
@@ -391,7 +355,13 @@ class Fitter:
         irls = sigma * sigma / (sigma * sigma + sq)
         data = irls * err / DATA_UNIT_M
         body = p[:, 3:66]
-        prior, limits = self._prior_residual(body)
+        prior = self._prior_residual(body)
+        w_lim = math.sqrt(self.config.angle_limit_weight)
+        if jacobian:
+            limits, j_lim_body = limit_residual_jacobian(body, self.bone_axes)
+        else:
+            limits = limit_residual(body, self.bone_axes)
+        limits = w_lim * limits
         sq_wt = torch.sqrt(w_time)[:, None]
         smooth = sq_wt * self._smooth_vector(p - nbr)
         r = torch.cat([data.flatten(1), prior, limits, smooth], 1)
@@ -415,10 +385,7 @@ class Fitter:
         else:
             j_prior[:, :, 3:66] = math.sqrt(self.config.pose_prior_weight) * torch.eye(63, dtype=p.dtype, device=p.device)
         j_lim = p.new_zeros((b, limits.shape[1], n_p))
-        idx = torch.as_tensor(ANGLE_LIMIT_INDEX, device=p.device)
-        sign = torch.as_tensor(ANGLE_LIMIT_SIGN, dtype=p.dtype, device=p.device)
-        active = (body[:, idx] * sign > 0).to(p.dtype)
-        j_lim[:, torch.arange(len(idx)), 3 + idx] = math.sqrt(self.config.angle_limit_weight) * sign * active
+        j_lim[:, :, 3:66] = w_lim * j_lim_body
         j_smooth = p.new_zeros((b, 66, n_p))
         diag_s = torch.cat([torch.ones(63, dtype=p.dtype, device=p.device),
                             torch.full((3,), 1 / DATA_UNIT_M, dtype=p.dtype, device=p.device)])
@@ -474,7 +441,14 @@ class Fitter:
                 def fn(x, jacobian, sl=sl, sigma=sigma):
                     return self.residuals(x, target[sl], jr, vr, nbr[sl], wt[sl], sigma, jacobian)
 
-                res = lm_batched(fn, p, n, self.config.tol)
+                # the wide phase may cross the limits by limit_slack_deg (a hard wall there
+                # leaves frames stuck on it in poorer minima); the hinge still pulls back
+                slack = math.radians(self.config.limit_slack_deg) if sigma != self.config.data_sigma_m else 0.0
+
+                def retract(x, step, slack=slack):
+                    return self.retract(x, step, slack_rad=slack)
+
+                res = lm_batched(fn, p, n, self.config.tol, damping_floor=self.damping_floor, retract=retract)
                 p = res.params
             out_p.append(res.params)
             out_c.append(res.cost)
@@ -574,19 +548,46 @@ class Fitter:
         finally:
             torch.set_num_threads(old)
 
-    def fit_sequence(self, joints_world, betas) -> SequenceFit:
+    def fit_sequence(self, joints_world, betas, offsets=None) -> SequenceFit:
         """Fit every frame of one sequence.
 
         Args:
             joints_world: (T, 32, 3) mocap joints, world frame, metres.
             betas: (NB,) the subject's shape.
+            offsets: optional (M, 3) the subject's mocap-skeleton offsets in the bone frames
+                (``fit_shape``'s ``skeleton_offsets_m``), metres: the poses are fitted to the
+                mocap minus them. The recorded errors are those of the body through the
+                correspondence, without offsets.
         """
         with self._threads(), torch.no_grad():
-            return self._fit_sequence(joints_world, betas)
+            return self._fit_sequence(joints_world, betas, offsets)
 
-    def _fit_sequence(self, joints_world, betas) -> SequenceFit:
+    def bone_frames(self, p: torch.Tensor, joints_rest: torch.Tensor) -> torch.Tensor:
+        """(B, M, 3, 3) world rotations of each prediction's bone frame for params p (B, 69)."""
+        rot = rodrigues(self._full_pose(p) + self.skinner.pose_mean)
+        r_world, _ = world_transforms(self.skinner, rot, joints_rest)
+        return r_world[:, self.targets.frame_joints]
+
+    def _without_offsets(self, target, p, joints_rest, offsets):
+        """(B, M, 3) target minus the skeleton offsets (M, 3) carried by the poses p (B, 69)."""
+        return target - torch.einsum("bmij,mj->bmi", self.bone_frames(p, joints_rest), offsets)
+
+    def _fit_sequence(self, joints_world, betas, offsets=None) -> SequenceFit:
+        raw = self.mocap_targets(joints_world)
+        p, converged = self._fit_poses(raw, betas)
+        betas_t = torch.as_tensor(np.asarray(betas), dtype=self.dtype, device=self.device)
+        if offsets is not None and np.any(offsets):
+            o = torch.as_tensor(np.asarray(offsets), dtype=self.dtype, device=self.device)
+            jr = rest_joints(self.skinner, betas_t)
+            for _ in range(self.config.offset_rounds):
+                res = self.solve_frames(p, self._without_offsets(raw, p, jr, o), betas_t, self.config.frame_iters,
+                                        nbr=neighbour_mean(p), w_time=self.config.temporal_weight, robust_from=0.0)
+                p, converged = res.params, res.converged
+        return self._sequence_result(p, raw, betas_t, converged)
+
+    def _fit_poses(self, target, betas):
+        """(params (T, 69), converged (T,)) of the sequence schedule on targets (T, M, 3)."""
         c = self.config
-        target = self.mocap_targets(joints_world)
         betas = torch.as_tensor(np.asarray(betas), dtype=self.dtype, device=self.device)
         t = target.shape[0]
         keys = torch.unique(torch.cat([torch.arange(0, t, c.keyframe_step), torch.tensor([t - 1])])).to(self.device)
@@ -608,14 +609,15 @@ class Fitter:
             res = self.solve_frames(p, target, betas, per_round, nbr=neighbour_mean(p), w_time=c.temporal_weight,
                                     robust_from=0.0)
             p, converged = res.params, res.converged
-        return self._sequence_result(p, target, betas, converged)
+        return p, converged
 
     def _sequence_result(self, p, target, betas, converged) -> SequenceFit:
         c = self.config
         err = self.frame_errors_mm(p, target, betas)
         jr, vr = rest_joints(self.skinner, betas), rest_vertices(self.skinner, betas)
         pred = self._predict(p, jr, vr)
-        prior, limits = self._prior_residual(p[:, 3:66])
+        prior = self._prior_residual(p[:, 3:66])
+        limits = math.sqrt(c.angle_limit_weight) * limit_residual(p[:, 3:66], self.bone_axes)
         smooth = self._smooth_vector(p - neighbour_mean(p))
         energies = {
             "energy_data": gmof_energy(pred - target, c.data_sigma_m).sum(-1) / DATA_UNIT_M**2,
@@ -650,20 +652,132 @@ class Fitter:
             if picks else None
         if target is None:
             raise ValueError("no frames to fit a shape to")
-        betas = target.new_zeros(self.num_betas)
+        betas = self._betas_from_bone_lengths(target)
         # These frames have no warm start and a shared shape must not absorb poses that have
         # not converged: more iterations than keyframes get, and two rounds of
         # (poses alone with a global damping each, then betas + poses jointly).
         p = self.fit_keyframes(target, betas, 3 * c.keyframe_iters)
         for _ in range(c.shape_rounds):
-            p, betas = self._joint_shape_lm(p, betas, target, c.shape_iters)
+            p, betas = self._joint_shape_lm(p, betas, target, c.shape_iters,
+                                            self._shape_prior_weight(p, target, betas))
             p = self.solve_frames(p, target, betas, c.keyframe_iters // 2, robust_from=0.0).params
+        offsets = target.new_zeros((target.shape[1], 3))
+        for k in range(c.skeleton_rounds):
+            p, offsets = self._fit_offsets(p, target, betas)
+            if k + 1 < c.skeleton_rounds:  # the shape again, against the mocap minus the offsets
+                corrected = self._without_offsets(target, p, rest_joints(self.skinner, betas), offsets)
+                p, betas = self._joint_shape_lm(p, betas, corrected, c.shape_iters,
+                                                self._shape_prior_weight(p, corrected, betas))
         err = self.frame_errors_mm(p, target, betas).mean(-1)
         return _np(betas).astype(np.float64), {"frames": np.asarray(picks, dtype=np.int64).reshape(-1, 2),
-                                               "mpjpe_mm": _np(err)}
+                                               "mpjpe_mm": _np(err),
+                                               "skeleton_offsets_m": _np(offsets).astype(np.float64)}
 
-    def _joint_shape_lm(self, p, betas, target, iters):
-        """LM over (betas, all poses) with a Schur complement on the per-frame blocks."""
+    def _fit_offsets(self, p, target, betas):
+        """(poses (N, 69), offsets (M, 3) metres) of the mocap skeleton against the fitted body.
+
+        A mocap joint defined differently from the correspondence sits at a fixed offset in its
+        bone frame: the mean of the residuals seen in the bone frames, with the shape held
+        (plausible, from the shape fit), alternated with refitting the poses to the mocap
+        minus the offsets (``offset_rounds`` times).
+        """
+        jr, vr = rest_joints(self.skinner, betas), rest_vertices(self.skinner, betas)
+        offsets = target.new_zeros((target.shape[1], 3))
+        for _ in range(self.config.offset_rounds):
+            frames = self.bone_frames(p, jr)
+            resid = target - self._predict(p, jr, vr)
+            offsets = torch.einsum("bmji,bmj->bmi", frames, resid).mean(0)
+            p = self.solve_frames(p, self._without_offsets(target, p, jr, offsets), betas,
+                                  self.config.keyframe_iters // 2, robust_from=0.0).params
+        return p, offsets
+
+    def rigid_pairs(self, betas: torch.Tensor | None = None, poses: int = 16, tol_m: float = 5e-4) -> torch.Tensor:
+        """(Q, 2) pairs of predicted target rows whose distance the body pose does not change
+        (bones: both ends on one rigid segment), found on random poses of the model; pairs
+        closer than 5 cm are left out."""
+        betas = torch.zeros(self.num_betas, dtype=self.dtype, device=self.device) if betas is None else betas
+        jr, vr = rest_joints(self.skinner, betas), rest_vertices(self.skinner, betas)
+        gen = torch.Generator().manual_seed(0)
+        p = (torch.rand((poses, NUM_POSE_PARAMS), generator=gen, dtype=torch.float64) - 0.5).to(self.dtype)
+        p = p.to(self.device)
+        p[0] = 0.0
+        pred = self._predict(p, jr, vr)  # (poses, M, 3)
+        d = torch.linalg.norm(pred[:, :, None] - pred[:, None], dim=-1)  # (poses, M, M)
+        spread = d.max(0).values - d.min(0).values
+        ok = (spread < tol_m) & (d[0] > 0.05)
+        ok = torch.triu(ok, diagonal=1)
+        return torch.nonzero(ok)
+
+    def _betas_from_bone_lengths(self, target: torch.Tensor, iters: int = 20) -> torch.Tensor:
+        """(NB,) betas whose rest bone lengths match the median mocap bone lengths of target
+        (N, M, 3): a pose-free start for the joint shape fit. Gauss–Newton with the N(0, 1)
+        beta prior weighed by the residual level of the lengths (refitted three times, as in
+        ``_shape_prior_weight``: no prior on exact lengths), the beta hinge and bounds."""
+        c = self.config
+        pairs = self.rigid_pairs()
+        if pairs.shape[0] == 0:
+            return target.new_zeros(self.num_betas)
+        i, j = pairs[:, 0], pairs[:, 1]
+        data = torch.linalg.norm(target[:, i] - target[:, j], dim=-1).median(0).values  # (Q,)
+        zero = target.new_zeros((1, NUM_POSE_PARAMS))
+
+        def length_error(b):  # (Q,) cm
+            pred = self._predict(zero, rest_joints(self.skinner, b), rest_vertices(self.skinner, b))[0]
+            return (torch.linalg.norm(pred[i] - pred[j], dim=-1) - data) / DATA_UNIT_M
+
+        b = target.new_zeros(self.num_betas)
+        for _ in range(3):
+            e = length_error(b)
+            sigma2 = float((e * e).sum()) / max(pairs.shape[0] - self.num_betas, 1)
+            w_prior = math.sqrt(c.beta_prior_weight + sigma2 / c.shape_evidence_frames)
+
+            def res(bb, w_prior=w_prior):
+                hinge = torch.relu(bb.abs() - c.beta_soft_bound)
+                return torch.cat([length_error(bb), w_prior * bb, math.sqrt(c.beta_bound_weight) * hinge])
+
+            b = self._gauss_newton_betas(res, b, iters)
+        return b
+
+    def _gauss_newton_betas(self, res, b: torch.Tensor, iters: int) -> torch.Tensor:
+        """Levenberg–Marquardt on betas (NB,) for residuals res(b) (R,), within the bounds."""
+        bound = self.config.beta_bound
+        lam = 1e-3
+        r = res(b)
+        for _ in range(iters):
+            jac = jacfwd(res)(b)
+            a = jac.T @ jac
+            step = -torch.linalg.solve(a + lam * torch.diag(a.diagonal() + 1e-6), jac.T @ r)
+            b_new = (b + step).clamp(-bound, bound)
+            r_new = res(b_new)
+            cost, cost_new = float((r * r).sum()), float((r_new * r_new).sum())
+            if cost_new < cost:
+                b, r, lam = b_new, r_new, max(lam / 3, 1e-9)
+                if cost - cost_new < 1e-9 * (cost + 1):
+                    break
+            else:
+                lam *= 4
+        return b
+
+    def _shape_prior_weight(self, p, target, betas) -> float:
+        """Beta prior weight per frame (cm^2 per unit beta^2) for the joint shape fit.
+
+        betas ~ N(0, 1) (SMPL-X's unit-variance shape space) against data whose error level
+        sigma^2 (cm^2 per coordinate) is estimated from the current fit's residuals. The frames
+        share one skeleton: a mocap joint defined differently from the correspondence errs the
+        same way in all of them, so their agreement is no more evidence about the shape than
+        ``shape_evidence_frames`` frames would be. On exact data sigma -> 0 and the prior
+        vanishes (the exact shape is reached); under a skeleton mismatch it keeps the shape
+        plausible instead of absorbing the mismatch.
+        """
+        c = self.config
+        jr, vr = rest_joints(self.skinner, betas), rest_vertices(self.skinner, betas)
+        err = (self._predict(p, jr, vr) - target) / DATA_UNIT_M
+        sigma2 = float((err * err).mean())
+        return c.beta_prior_weight + sigma2 / c.shape_evidence_frames
+
+    def _joint_shape_lm(self, p, betas, target, iters, prior_weight):
+        """LM over (betas, all poses) with a Schur complement on the per-frame blocks;
+        prior_weight: beta prior weight per frame (cm^2 per unit^2)."""
         c = self.config
         sigma = c.data_sigma_m
         sk = self.skinner
@@ -682,20 +796,26 @@ class Fitter:
         def val_fn(pp, b):
             return res(pp, b, False)[2]
 
-        wb = c.beta_prior_weight * p.shape[0]
+        wb = prior_weight * p.shape[0]
+        wh = c.beta_bound_weight * p.shape[0]
         lam = 1e-3
 
+        def hinge(b):
+            return torch.relu(b.abs() - c.beta_soft_bound)
+
         def total(cost_frames, b):
-            return cost_frames.sum() + wb * (b * b).sum()
+            return cost_frames.sum() + wb * (b * b).sum() + wh * (hinge(b) ** 2).sum()
 
         for _ in range(iters):
             (jp, jb), r, cost_f = jac_fn(p, betas)
             cost = total(cost_f, betas)
             app = jp.transpose(-1, -2) @ jp
             apb = jp.transpose(-1, -2) @ jb
-            abb = (jb.transpose(-1, -2) @ jb).sum(0) + wb * torch.eye(self.num_betas, dtype=p.dtype, device=p.device)
+            active = (hinge(betas) > 0).to(p.dtype)
+            abb = (jb.transpose(-1, -2) @ jb).sum(0) + torch.diag_embed(wb + wh * active)
             gp = (jp.transpose(-1, -2) @ r[..., None])[..., 0]
-            gb = (jb.transpose(-1, -2) @ r[..., None])[..., 0].sum(0) + wb * betas
+            gb = (jb.transpose(-1, -2) @ r[..., None])[..., 0].sum(0) + wb * betas \
+                + wh * torch.sign(betas) * hinge(betas)
             app_d = app + torch.diag_embed(lam * (app.diagonal(dim1=-2, dim2=-1) + 1e-6))
             abb_d = abb + torch.diag_embed(lam * (abb.diagonal() + 1e-6))
             # Schur complement: eliminate the per-frame pose blocks
@@ -706,7 +826,8 @@ class Fitter:
             rhs = -gb.double() + (apb.double().transpose(-1, -2) @ inv_gp[..., None])[..., 0].sum(0)
             db = torch.linalg.solve(s, rhs)
             dp = -inv_gp - (inv_apb @ db)
-            p_new, b_new = p + dp.to(p.dtype), betas + db.to(p.dtype)
+            p_new = self.retract(p, dp.to(p.dtype), cap=False)
+            b_new = (betas + db.to(p.dtype)).clamp(-c.beta_bound, c.beta_bound)
             cost_new = total(val_fn(p_new, b_new), b_new)
             if torch.isfinite(cost_new) and cost_new < cost:
                 rel = float((cost - cost_new) / cost)

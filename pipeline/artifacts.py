@@ -265,6 +265,9 @@ class FitShape:
     mpjpe_mm: np.ndarray
     """(N,) fit error of those frames, mm."""
     body_model_sha256: str = ""
+    skeleton_offsets_m: np.ndarray | None = None
+    """(M, 3) the mocap skeleton's fitted per-joint offsets in the bone frames, metres
+    (fitting.correspondence.H36M32_BONE_FRAME), or None (older files)."""
     path: Path | None = None
 
 
@@ -272,7 +275,9 @@ def write_fit_shape(path: Path, shape: FitShape) -> None:
     _savez(path, {"betas": np.asarray(shape.betas, dtype=np.float64),
                   "shape_frames": np.asarray(shape.shape_frames), "sequences": np.array(shape.sequences),
                   "mpjpe_mm": np.asarray(shape.mpjpe_mm, dtype=np.float64),
-                  "body_model_sha256": np.array(shape.body_model_sha256)})
+                  "body_model_sha256": np.array(shape.body_model_sha256),
+                  **({} if shape.skeleton_offsets_m is None
+                     else {"skeleton_offsets_m": np.asarray(shape.skeleton_offsets_m, dtype=np.float64)})})
 
 
 def read_fit_shape(path: Path) -> FitShape:
@@ -283,7 +288,8 @@ def read_fit_shape(path: Path) -> FitShape:
     return FitShape(betas=z["betas"].reshape(-1), shape_frames=z.get("shape_frames", np.zeros((0, 2), int)),
                     sequences=tuple(str(s) for s in z.get("sequences", ())),
                     mpjpe_mm=z.get("mpjpe_mm", np.zeros(0)),
-                    body_model_sha256=str(z.get("body_model_sha256", "")), path=path)
+                    body_model_sha256=str(z.get("body_model_sha256", "")),
+                    skeleton_offsets_m=z.get("skeleton_offsets_m"), path=path)
 
 
 def fitted_sequences(work: WorkDir, subject: str) -> list[str]:

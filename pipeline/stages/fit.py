@@ -177,17 +177,18 @@ def run_unit(unit: Unit, config: FitStageConfig) -> dict:
             betas, info = fitter.fit_shape(joints)
         write_fit_shape(work.fit_shape(subject), FitShape(
             betas=betas, shape_frames=info["frames"], sequences=tuple(p["every"]), mpjpe_mm=info["mpjpe_mm"],
-            body_model_sha256=model.sha256))
+            body_model_sha256=model.sha256, skeleton_offsets_m=info["skeleton_offsets_m"]))
         return {"shape_frames": int(len(info["frames"])), "shape_mpjpe_mm": float(np.mean(info["mpjpe_mm"]))}
     seq = p["sequence"]
-    betas = read_fit_shape(work.fit_shape(subject)).betas
+    shape = read_fit_shape(work.fit_shape(subject))
+    betas = shape.betas
     joints = read_joints_world(work.joints_world(subject, seq))
     frame_index = np.asarray(config.selection.frame_indices(len(joints)), dtype=np.int64)
     if len(frame_index) == 0:
         raise DataError(f"{work.joints_world(subject, seq)}: the --frames range selects no frame "
                         f"(sequence has {len(joints)})")
     with idle_core_threads():
-        fit = fitter.fit_sequence(joints[frame_index], betas)
+        fit = fitter.fit_sequence(joints[frame_index], betas, shape.skeleton_offsets_m)
     write_fit_sequence(work.fit_sequence(subject, seq), fit_record(fit, betas, frame_index, model.sha256))
     return {"frames": int(len(frame_index)), "mpjpe_mm_mean": float(fit.mpjpe_mm.mean()),
             "mpjpe_mm_max": float(fit.mpjpe_mm.max()), "converged_fraction": float(fit.converged.mean())}
