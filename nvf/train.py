@@ -1,8 +1,11 @@
-"""Training and evaluation loops of the thin NVF trainer.
+"""Training loop of the thin NVF trainer (evaluation: nvf/evaluate.py).
 
-A run folder holds ``config.json`` (the TrainConfig), ``checkpoint.pt`` (model, optimiser,
-epochs done; written atomically), ``metrics.csv`` (one row per epoch: losses, lr, samples/s),
-``loss_curve.png`` and, after evaluation, ``eval_<split>.json``.
+A run folder holds ``config.json`` (the TrainConfig), ``train_stats.json`` (the training
+split's pose statistics, for the mean-pose baseline), ``checkpoint.pt`` (model, optimiser,
+epochs done, the same statistics; written atomically, readable with ``weights_only=True``:
+tensors, numbers, strings, lists and dicts only, no pickled objects), ``metrics.csv`` (one
+row per epoch: losses, lr, samples/s), ``loss_curve.png`` and, after evaluation,
+``eval_<split>.json``.
 """
 
 from __future__ import annotations
@@ -15,16 +18,14 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
+from nvf.baselines import TRAIN_STATS, read_training_stats, training_stats
 from nvf.config import TrainConfig, apply_overrides, config_to_json
 from nvf.data import make_loader, photometric_augment, shard_dataset, to_device
 from nvf.errors import NVFError
-from nvf.metrics import MM_PER_M, pose_report
 from nvf.model import NVFNet
-from nvf.vote import frustum_grid, vote_joints
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -69,6 +70,15 @@ def _atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, device="cpu") -> dict:
+    """A checkpoint read without pickle's code execution (``weights_only=True``: tensors,
+    numbers, strings, lists, dicts only); NVFError naming the file if it holds anything else."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError here
+        raise NVFError(f"{path}: not a loadable checkpoint ({str(e).splitlines()[0]})") from None
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -149,7 +159,7 @@ def train(shards_dir, run_dir, config: TrainConfig, resume: bool = False, progre
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start_epoch, step, rows = 0, 0, []
     if resume:
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ckpt = load_checkpoint(ckpt_path, device)
         try:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
@@ -158,6 +168,8 @@ def train(shards_dir, run_dir, config: TrainConfig, resume: bool = False, progre
         start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
         rows = _read_metrics(run_dir)[:start_epoch]
     _atomic_text(run_dir / CONFIG, config_to_json(config))
+    stats = ckpt["train_stats"] if resume and "train_stats" in ckpt else training_stats(shards_dir)
+    _atomic_text(run_dir / TRAIN_STATS, json.dumps(stats, indent=1) + "\n")
     _write_metrics(run_dir, rows)  # header, and drops rows of epochs after the checkpoint
     steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
@@ -166,7 +178,7 @@ def train(shards_dir, run_dir, config: TrainConfig, resume: bool = False, progre
         _atomic_torch_save({
             "model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
             "config": dataclasses.asdict(config), "joint_names": list(dataset.joint_names),
-            "radius": dataset.radius,
+            "radius": dataset.radius, "train_stats": stats,
         }, ckpt_path)
 
     bar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step", desc="train")
@@ -214,65 +226,18 @@ def load_model(run_dir, device: torch.device) -> tuple[NVFNet, TrainConfig, dict
     ckpt_path = run_dir / CHECKPOINT
     if not ckpt_path.is_file():
         raise NVFError(f"{ckpt_path}: missing (train first)")
-    ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+    ckpt = load_checkpoint(ckpt_path, device)
+    if "train_stats" not in ckpt:
+        ckpt["train_stats"] = read_training_stats(run_dir)
     model = NVFNet(config.model, len(ckpt["joint_names"]), config.sdf_clamp).to(device)
     model.load_state_dict(ckpt["model"])
     model.eval()
     return model, config, ckpt
 
 
-@torch.no_grad()
-def predict(model: NVFNet, batch: dict, config: TrainConfig, radius: float, query: str = "stored",
-            grid_steps: int = 32, chunk: int = 16384):
-    """Joints (B, J, 3) for a batch; ``query`` is "stored" (the shard's points) or "grid" (frustum).
-
-    Returns (joints, points, sdf_pred): the query points and their predicted SDF as well.
-    """
-    image = batch["image"]
-    features = model.encoder(image * 2 - 1)
-    if query == "stored":
-        points = batch["points"]
-    elif query == "grid":
-        points = frustum_grid(batch["K"], image.shape[-1], batch["root"], grid_steps, grid_steps)
-    else:
-        raise NVFError(f"unknown query mode {query!r} (stored or grid)")
-    sdf_parts, vote_parts = [], []
-    for i in range(0, points.shape[1], chunk):
-        s, v = model.query(features, image.shape[-2:], points[:, i : i + chunk], batch["K"], batch["root"])
-        sdf_parts.append(s)
-        vote_parts.append(v)
-    sdf, votes = torch.cat(sdf_parts, 1), torch.cat(vote_parts, 1)
-    joints = vote_joints(points, sdf, votes, radius, config.vote_sdf_threshold, config.vote_top_fraction,
-                         config.vote_min_points, config.vote_min_h)
-    return joints, points, sdf
-
-
 def evaluate(run_dir, shards_dir, device: str | None = None, batch_size: int | None = None,
              query: str = "stored", progress: bool = True) -> dict:
-    """Evaluate a run on a shard split; writes and returns RUN/eval_<split>.json's content."""
-    from tqdm import tqdm
+    """:func:`nvf.evaluate.evaluate` (kept here for callers of the trainer's first API)."""
+    from nvf.evaluate import evaluate as run_evaluation
 
-    run_dir, shards_dir = Path(run_dir), Path(shards_dir)
-    dev = resolve_device(device or "auto")
-    model, config, ckpt = load_model(run_dir, dev)
-    dataset = shard_dataset(shards_dir, None, config.seed)
-    if list(dataset.joint_names) != list(ckpt["joint_names"]):
-        raise NVFError(f"{shards_dir}: joint set differs from the one {run_dir} was trained on")
-    loader = make_loader(dataset, batch_size or config.batch_size, False, config.num_workers, config.seed, 0)
-    preds, gts, sequences, sdf_err = [], [], [], []
-    for batch in tqdm(loader, disable=not progress, desc="evaluate", unit="batch"):
-        batch = to_device(batch, dev)
-        joints, _, sdf = predict(model, batch, config, dataset.radius, query)
-        preds.append(joints.double().cpu().numpy())
-        gts.append(batch["joints"].double().cpu().numpy())
-        sequences += list(batch["sequence"])
-        if query == "stored":
-            near = batch["sdf"].abs() < config.near_surface
-            sdf_err.append((sdf - batch["sdf"]).abs()[near].double().cpu().numpy())
-    dataset.close()
-    report = pose_report(np.concatenate(preds), np.concatenate(gts), sequences, dataset.joint_names)
-    report = {"split": shards_dir.name, "run": str(run_dir), "query": query, **report}
-    if sdf_err:
-        report["sdf_l1_near_mm"] = float(np.concatenate(sdf_err).mean() * MM_PER_M)
-    _atomic_text(run_dir / f"eval_{shards_dir.name}.json", json.dumps(report, indent=1) + "\n")
-    return report
+    return run_evaluation(run_dir, shards_dir, device, batch_size, query, progress)
