@@ -163,8 +163,13 @@ def load_run_config(run_dir) -> TrainConfig:
     return apply_overrides(TrainConfig(), data, str(path))
 
 
-def train(shards_dir, run_dir, config: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Train on a shard split; returns {"epochs", "steps", "last": last metrics row}."""
+def train(shards_dir, run_dir, config: TrainConfig, resume: bool = False, progress: bool = True,
+          on_checkpoint=None) -> dict:
+    """Train on a shard split; returns {"epochs", "steps", "last": last metrics row}.
+
+    ``on_checkpoint(epoch, run_dir)``, if given, is called after each checkpoint is written
+    (e.g. to evaluate a held-out split epoch by epoch: a learning curve).
+    """
     from tqdm import tqdm
 
     run_dir = Path(run_dir)
@@ -237,6 +242,8 @@ def train(shards_dir, run_dir, config: TrainConfig, resume: bool = False, progre
         if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
             save(epoch + 1)
             plot_loss_curve(run_dir, rows)
+            if on_checkpoint is not None:
+                on_checkpoint(epoch + 1, run_dir)
     bar.close()
     dataset.close()
     return {"epochs": config.epochs, "steps": step, "last": rows[-1] if rows else None}

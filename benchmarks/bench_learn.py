@@ -1,0 +1,233 @@
+"""Does the NVF trainer learn from the shards? Held-out MPJPE / PA-MPJPE against baselines.
+
+A learning benchmark, not a speed one: a synthetic Human3.6M release large enough to
+generalise from (five training subjects, S9 held out), built with the project's own APIs —
+``write_synthetic_release`` (videos, CDF mocap), the extract stage, the ground-truth fit
+writer (a perfect fit: the fitter is benchmarked in bench_fit) and the sample stage
+(protocol 1 split: S1, S5, S6, S7, S8 train, S9 test) — then ``nvf.train.train`` for a fixed
+CPU budget and ``nvf.evaluate.evaluate`` on the held-out subject after every epoch.
+
+Reports the held-out MPJPE and PA-MPJPE of the model beside the zero baseline (every joint at
+the root), the mean-pose baseline (the training split's mean root-relative pose) and the
+oracle (the voting decoder on the stored ground truth), and the learning curve (held-out
+MPJPE per epoch) as ``benchmarks/results/<stem>-learn.png``. ``ratio`` = model MPJPE / mean-pose
+MPJPE (target ≤ 0.6). Run alone with ``python -m benchmarks --only learn``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass(frozen=True)
+class LearnBenchConfig:
+    """Sizes of the learning benchmark (the default is the full CPU run)."""
+
+    subjects: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8", "S9")
+    """Subjects of the synthetic release; protocol 1 holds S9 out for testing."""
+    sequences: tuple[tuple[int, int], ...] = ((14, 1), (2, 1), (4, 1), (6, 1))
+    """(action id, subaction) per subject: Walking, Directions, Eating, Phoning."""
+    frames: int = 120
+    """Mocap frames per sequence (50 fps)."""
+    scale: float = 0.2
+    """Image scale of the release's videos (0.2: 200 × 200 frames; crops are upsampled)."""
+    train_stride: int = 2
+    """Frame stride of the training samples (× 4 cameras)."""
+    test_stride: int = 4
+    """Frame stride of the held-out samples."""
+    points: int = 1024
+    """Stored query points per sample."""
+    crop: int = 64
+    """Crop side in pixels."""
+    train_overrides: tuple[tuple[str, object], ...] = ()
+    """TrainConfig overrides (field, value) on top of the benchmark's training config."""
+    budget_s: float = 1200.0
+    """Wall-clock budget of the whole benchmark (data + training + evaluation), seconds; the
+    epoch count is chosen from it after the data exist and the first epoch is timed."""
+    max_epochs: int = 40
+    """At most this many epochs."""
+
+
+QUICK = LearnBenchConfig(subjects=("S1", "S9"), sequences=((14, 1),), frames=20, train_stride=4,
+                         test_stride=8, points=256, crop=32, budget_s=120.0, max_epochs=2)
+
+
+def prepare(root: Path, cfg: LearnBenchConfig, workers: int = 2) -> dict[str, Path]:
+    """The release, extracted frames, ground-truth fits and protocol-1 shards under ``root``;
+    returns {"train": split dir, "test": split dir}."""
+    from pipeline.api import run_stages
+    from pipeline.synthetic import (
+        SyntheticReleaseConfig,
+        write_groundtruth_fits,
+        write_synthetic_release,
+    )
+
+    work = root / "work"
+    release = write_synthetic_release(root / "release", SyntheticReleaseConfig(
+        subjects=cfg.subjects, sequences=cfg.sequences, frames=cfg.frames, scale=cfg.scale,
+        model_cache=work, workers=workers))
+    (extract,) = run_stages(["extract"], work, h36m=release, stride=1, workers=workers, progress=False)
+    if extract.failed:
+        raise RuntimeError(f"extract failed in the benchmark: {extract.failed[0].reason}")
+    write_groundtruth_fits(release, work)
+    (sample,) = run_stages(["sample"], work, workers=workers, progress=False, options={
+        "split": "protocol1", "train_stride": cfg.train_stride, "test_stride": cfg.test_stride,
+        "points": cfg.points, "crop": cfg.crop, "body_model": "synthetic", "sdf_backend": "cpu"})
+    if sample.failed:
+        raise RuntimeError(f"sample failed in the benchmark: {sample.failed[0].reason}")
+    return {"train": work / "shards" / "protocol1-train", "test": work / "shards" / "protocol1-test"}
+
+
+def train_config(cfg: LearnBenchConfig, epochs: int):
+    """The trainer's config for the benchmark: the tiny preset at the benchmark's crop size."""
+    from nvf.config import apply_overrides, preset_config
+
+    return apply_overrides(preset_config("tiny"), {
+        "epochs": epochs, "batch_size": 16, "points": min(512, cfg.points), "lr": 2e-3, "device": "cpu",
+        "num_workers": 0, "checkpoint_every": 1, **dict(cfg.train_overrides)}, "bench_learn")
+
+
+def _step_seconds(config, split: Path, steps: int = 6) -> float:
+    """Seconds per training step of ``config`` (forward, backward, AdamW) on real batches."""
+    import torch
+
+    from nvf.data import make_loader, photometric_augment, shard_dataset
+    from nvf.train import build_model, losses
+
+    ds = shard_dataset(split, config.points, config.seed)
+    model = build_model(config, len(ds.joint_names))
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    gen = torch.Generator().manual_seed(0)
+    times = []
+    for i, batch in enumerate(make_loader(ds, config.batch_size, True, 0, config.seed, 0)):
+        if i > steps:
+            break
+        t = time.perf_counter()
+        image = photometric_augment(batch["image"], gen, config.brightness, config.contrast, config.saturation)
+        parts = losses(*model(image, batch["points"], batch["K"], batch["root"]), batch, config)
+        opt.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        opt.step()
+        times.append(time.perf_counter() - t)
+    ds.close()
+    return sorted(times[1:])[len(times[1:]) // 2]  # median, the first step excluded (warm-up)
+
+
+def plot_curve(path: Path, curve: list[dict], baselines: dict, title: str) -> None:
+    """Held-out MPJPE and PA-MPJPE per epoch with the baselines as horizontal lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [c["epoch"] for c in curve]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(epochs, [c["mpjpe_mm"] for c in curve], "o-", color="C0", label="model MPJPE (held out)")
+    ax.plot(epochs, [c["pa_mpjpe_mm"] for c in curve], "s--", color="C1", label="model PA-MPJPE")
+    styles = {"zero": ("C3", "zero baseline"), "mean_pose": ("C2", "mean-pose baseline")}
+    for key, (colour, label) in styles.items():
+        ax.axhline(baselines[key]["mpjpe_mm"], color=colour, ls="-", lw=1, label=f"{label} MPJPE")
+        ax.axhline(baselines[key]["pa_mpjpe_mm"], color=colour, ls=":", lw=1, label=f"{label} PA-MPJPE")
+    ax.axhline(0.6 * baselines["mean_pose"]["mpjpe_mm"], color="k", ls="-.", lw=0.8,
+               label="target: 0.6 × mean-pose MPJPE")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mm (root-relative)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def learn(cfg: LearnBenchConfig, root: Path, curve_png: Path, data: dict | None = None) -> dict:
+    """Prepare (unless ``data`` is given), train within the budget, evaluate every epoch."""
+    import torch
+
+    from nvf.evaluate import evaluate
+    from nvf.train import train
+
+    t0 = time.perf_counter()
+    data = data or prepare(root, cfg)
+    t_data = time.perf_counter() - t0
+    probe = train_config(cfg, 1)
+    from sampling.shards import read_index
+
+    n_train, n_test = read_index(data["train"])["samples"], read_index(data["test"])["samples"]
+    steps_per_epoch = -(-n_train // probe.batch_size)
+    step_s = _step_seconds(probe, data["train"])
+    # an epoch = its steps + loading (~10 %) + the held-out evaluation (~1/6 of a step per sample)
+    epoch_s = steps_per_epoch * step_s * 1.1 + n_test / probe.batch_size * step_s / 3
+    left = cfg.budget_s - (time.perf_counter() - t0) - 30.0  # 30 s for the report and plot
+    epochs = max(1, min(cfg.max_epochs, int(left / epoch_s)))
+    config = train_config(cfg, epochs)
+    curve: list[dict] = []
+
+    def held_out(epoch: int, run_dir: Path) -> None:
+        report = evaluate(run_dir, data["test"], device="cpu", batch_size=32, progress=False)
+        curve.append({"epoch": epoch, "mpjpe_mm": report["mpjpe_mm"], "pa_mpjpe_mm": report["pa_mpjpe_mm"],
+                      "seconds": round(time.perf_counter() - t0, 1)})
+        curve[-1]["report"] = report
+
+    t_train = time.perf_counter()
+    train(data["train"], root / "run", config, progress=False, on_checkpoint=held_out)
+    t_train = time.perf_counter() - t_train
+    last = curve[-1].pop("report")
+    for c in curve:
+        c.pop("report", None)
+    base = last["baselines"]
+    total = time.perf_counter() - t0
+    threads = torch.get_num_threads()
+    title = (f"NVF tiny, held-out S9: {n_train} train / {n_test} test samples, {epochs} epochs, "
+             f"{total / 60:.1f} min on {threads} threads")
+    plot_curve(curve_png, curve, base, title)
+    mpjpe = [c["mpjpe_mm"] for c in curve]
+    return {
+        "train_samples": n_train, "test_samples": n_test, "epochs": epochs,
+        "mpjpe_mm": last["mpjpe_mm"], "pa_mpjpe_mm": last["pa_mpjpe_mm"], "baselines": base,
+        "verdict": last["verdict"], "ratio_to_mean_pose": last["mpjpe_mm"] / base["mean_pose"]["mpjpe_mm"],
+        "pa_ratio_to_mean_pose": last["pa_mpjpe_mm"] / base["mean_pose"]["pa_mpjpe_mm"],
+        "falling_epochs": sum(b < a for a, b in zip(mpjpe, mpjpe[1:], strict=False)),
+        "curve": curve, "decoder": last["decoder"], "per_joint": last["per_joint"],
+        "seconds": {"data": round(t_data, 1), "train_and_eval": round(t_train, 1), "total": round(total, 1)},
+        "step_s_probe": step_s, "config": json.loads(json.dumps(dataclasses.asdict(config))),
+        "load_average": os.getloadavg(), "threads": threads, "curve_png": str(curve_png),
+    }
+
+
+def run(gpu: bool = False, quick: bool = False) -> list[dict]:
+    import datetime as dt
+    import socket
+
+    cfg = QUICK if quick else LearnBenchConfig()
+    stem = f"{dt.datetime.now():%Y-%m-%d}-{socket.gethostname()}{'-quick' if quick else ''}-learn"
+    root = Path(tempfile.mkdtemp(prefix="bench_learn_"))
+    try:
+        r = learn(cfg, root, RESULTS / f"{stem}.png")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(r, indent=1, default=float) + "\n")
+    b = r["baselines"]
+    load = ", ".join(f"{x:.1f}" for x in r["load_average"])
+    curve = " → ".join(f"{c['mpjpe_mm']:.0f}" for c in r["curve"])
+    return [{
+        "benchmark": "learn", "case": f"held-out S9 MPJPE after {r['epochs']} epochs, tiny preset, "
+                                      f"{r['train_samples']} train samples (S1,S5,S6,S7,S8)",
+        "ours": r["mpjpe_mm"], "peer_name": "mean-pose baseline", "peer": b["mean_pose"]["mpjpe_mm"],
+        "ratio": r["ratio_to_mean_pose"], "unit": "mm", "device": f"cpu ({r['threads']} threads)",
+        "notes": f"target ratio <= 0.6; PA-MPJPE {r['pa_mpjpe_mm']:.1f} vs mean-pose "
+                 f"{b['mean_pose']['pa_mpjpe_mm']:.1f} mm; zero baseline {b['zero']['mpjpe_mm']:.1f} / "
+                 f"{b['zero']['pa_mpjpe_mm']:.1f} mm; oracle {b['oracle']['mpjpe_mm']:.2f} mm; held-out MPJPE "
+                 f"per epoch {curve} ({r['falling_epochs']} of {len(r['curve']) - 1} epochs falling); "
+                 f"{r['seconds']['total'] / 60:.1f} min total ({r['seconds']['data']:.0f} s data); "
+                 f"load average {load}; curve {Path(r['curve_png']).name}"}]
