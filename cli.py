@@ -101,11 +101,11 @@ def body_model_synthetic(out_dir: Path, seed: int) -> None:
 
     The official download layout: ``smplx.create(OUT_DIR, model_type="smplx", ...)`` loads it.
     """
-    from fitting.bodymodel import model_sha256
+    from common.hashing import sha256_file
     from fitting.synthetic_model import write_synthetic_model
 
     path = write_synthetic_model(out_dir / "smplx", seed=seed)
-    click.echo(f"{path}  sha256={model_sha256(path)}")
+    click.echo(f"{path}  sha256={sha256_file(path)}")
 
 
 @body_model.command("check")
@@ -113,10 +113,11 @@ def body_model_synthetic(out_dir: Path, seed: int) -> None:
 @user_errors
 def body_model_check(model: Path) -> None:
     """Validate an SMPL-X model file (or a folder holding one); print its path and sha256."""
-    from fitting.bodymodel import model_sha256, resolve_body_model
+    from common.hashing import sha256_file
+    from fitting.bodymodel import resolve_body_model
 
     path = resolve_body_model(model, None)
-    click.echo(f"{path}  sha256={model_sha256(path)}")
+    click.echo(f"{path}  sha256={sha256_file(path)}")
 
 
 # --- synthetic release and inspection (pipeline/synthetic.py, pipeline/h36m.py) ---
@@ -129,7 +130,7 @@ def body_model_check(model: Path) -> None:
 @user_errors
 def inspect(root: Path, no_count: bool, **kwargs) -> None:
     """Table of a release's sequences: frame counts per camera, mocap, usable, quirks, problems."""
-    from pipeline.h36m import format_release_table, read_release
+    from pipeline.release.h36m import format_release_table, read_release
 
     selection = build_selection_from(kwargs)
     release = read_release(root, selection, count_frames=not no_count)
@@ -158,7 +159,7 @@ def inspect(root: Path, no_count: bool, **kwargs) -> None:
 @user_errors
 def demo_data(out: Path, subjects: str, sequences: str, scale: float | None, **kwargs) -> None:
     """Write a synthetic Human3.6M release with known ground truth into OUT."""
-    from pipeline.synthetic import (
+    from pipeline.synthetic.release import (
         SyntheticReleaseConfig,
         parse_sequence_key,
         write_synthetic_release,
@@ -257,7 +258,7 @@ class StageCommand(click.Command):
                          + "), each with its options; a stage only redoes what is not up to date.")
         else:
             stage = stages[0]
-            self.help = f"{stage.help}\n\nDefault --stride: {stage.default_stride}."
+            self.help = f"{stage.help}\n\n" + (stage.stride_help or f"Default --stride: {stage.default_stride}.")
         self.params = params + _decorator_params(selection_options) + _stage_option_params(stages)
         self._built = True
 
@@ -299,7 +300,7 @@ def quiet_dask_logs() -> None:
 
 @user_errors
 def _run_stage_names(names: list[str], kwargs: dict) -> None:
-    from pipeline.api import run_stages
+    from pipeline.orchestration.api import run_stages
 
     stride = kwargs.pop("stride", None)
     selection = build_selection_from(kwargs)
@@ -344,7 +345,7 @@ _register_stage_commands()
 @user_errors
 def validate(shards: Path, samples: int, points: int, body_model: str, seed: int) -> None:
     """Check shards (WORK/shards or one split folder) independently of the writer."""
-    from pipeline.validate import ValidateConfig, validate_shards
+    from pipeline.checks.validate import ValidateConfig, validate_shards
 
     config = ValidateConfig(samples=samples, points=points, body_model=body_model, seed=seed)
     checked, problems = validate_shards(shards, config)
@@ -366,7 +367,7 @@ def validate(shards: Path, samples: int, points: int, body_model: str, seed: int
 def audit(work: Path, body_model: str, worst: int, camera: str | None) -> None:
     """Write the fit-quality report WORK/audit/index.html (+ summary.json, plots, overlays)."""
     from fitting.bodymodel import resolve_body_model
-    from pipeline.audit import AuditConfig, write_audit
+    from pipeline.checks.audit import AuditConfig, write_audit
     from pipeline.store import WorkDir
 
     wd = WorkDir(work)
@@ -388,7 +389,7 @@ def show_fit(subject: str, sequence: str, frame: int, camera: str, work: Path, o
     import cv2
 
     from fitting.bodymodel import resolve_body_model
-    from pipeline.audit import render_fit_overlay
+    from pipeline.checks.audit import render_fit_overlay
     from pipeline.store import WorkDir, atomic_write_bytes
 
     wd = WorkDir(work)
@@ -412,7 +413,7 @@ def h3wb_eval_command(pred, gt, json_out):
     """H3WB MPJPE (mm): whole body, body, face (nose-aligned), hands (root-aligned)."""
     from pathlib import Path
 
-    from pipeline.h3wb import evaluate_files, format_metrics_table
+    from pipeline.h3wb.format import evaluate_files, format_metrics_table
     from pipeline.store import atomic_write_json
 
     result = evaluate_files(Path(pred), Path(gt))
@@ -507,7 +508,7 @@ def evaluate(run_dir, shards, query, batch_size, device, progress) -> None:
 @user_errors
 def demo(work: Path, epochs: int, workers: int | None, scheduler: str | None, no_progress: bool) -> None:
     """Run the whole pipeline on the embedded synthetic release and print a summary."""
-    from pipeline.demo import DemoConfig, format_summary, run_demo
+    from pipeline.recipes.demo import DemoConfig, format_summary, run_demo
 
     config = DemoConfig(epochs=epochs, workers=workers, scheduler=scheduler, progress=not no_progress)
     quiet_dask_logs()
@@ -530,7 +531,7 @@ def demo(work: Path, epochs: int, workers: int | None, scheduler: str | None, no
 def spot_check(h36m: Path, frames_per_sequence: int, max_fit_p95_mm: float, body_model: str, junit: Path | None,
                workers: int | None, scheduler: str | None, **selection) -> None:
     """Every stage on a small subset in a temporary work dir; exit 0 only if all checks hold."""
-    from pipeline.spotcheck import SpotCheckConfig, format_verdict, junit_xml, spot_check
+    from pipeline.recipes.spotcheck import SpotCheckConfig, format_verdict, junit_xml, spot_check
     from pipeline.store import atomic_write_bytes
 
     config = SpotCheckConfig(frames=frames_per_sequence, max_fit_p95_mm=max_fit_p95_mm, body_model=body_model,

@@ -37,8 +37,8 @@ def write_release(root: Path, frames: int, scale: float, sequences=SEQUENCES) ->
     """A release with real metadata, CDF mocap and textured videos; returns the video count."""
     import cv2
 
-    from pipeline.h36m import mocap_path, video_path, write_pose_cdf
-    from pipeline.metadata import default_metadata, write_metadata
+    from pipeline.release.h36m import mocap_path, video_path, write_pose_cdf
+    from pipeline.release.metadata import default_metadata, write_metadata
 
     metadata = default_metadata()
     root.mkdir(parents=True, exist_ok=True)
@@ -98,7 +98,7 @@ def plain_decode(root: Path) -> tuple[int, float]:
 def run(gpu: bool = False, quick: bool = False) -> list[dict]:
     from distributed import Client
 
-    from pipeline.runner import close_client, get_client, local_core_count, run_stage
+    from pipeline.orchestration.runner import close_client, get_client, local_core_count, run_stage
     from pipeline.selection import Selection
     from pipeline.stages import get_stage
     from pipeline.store import WorkDir

@@ -6,7 +6,7 @@ the same rigid start, the same device and thread count, the same wide-then-robus
 our accuracy (its MPJPE ≤ max(our MPJPE, 2 mm)) or an iteration cap — "frames/s to
 convergence"; when it hits the cap the row says so and its accuracy is the one reached. Both fit poses
 with the subject's true betas (the shape stage is timed separately, without a peer). Ground
-truth: plausible motions (pipeline.motion) of the synthetic model, mocap through the named
+truth: plausible motions (pipeline.synthetic.motion) of the synthetic model, mocap through the named
 correspondence; accuracy columns: MPJPE to the mocap (h36m17) and PVE to the true mesh.
 
 ``quick=True`` uses a tiny random SMPL-X-format model (seconds; its numbers mean nothing).
@@ -79,9 +79,9 @@ def _forward(model, betas, pose, transl):
 
 def _truth(path: Path, frames: int):
     """(mocap (T, 32, 3), true vertices (T, V, 3), betas (10,)) over ACTIONS, float64 numpy."""
+    from common.rng import rng_for
     from fitting.correspondence import correspondence_vertex_ids, h36m32_from_smplx
-    from pipeline.motion import BodyDims, make_motion
-    from sampling.rng import rng_for
+    from pipeline.synthetic.motion import BodyDims, make_motion
 
     model = _model(path, "cpu", torch.float64)
     betas = np.clip(rng_for(0, "bench-betas").normal(0.0, 0.8, 10), -2, 2)

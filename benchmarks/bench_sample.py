@@ -1,6 +1,6 @@
 """End-to-end samples/s of the ``sample`` stage (4096 points, 17 joints, 256 px crops).
 
-Inputs: a synthetic release in the Human3.6M layout (pipeline.synthetic: the synthetic SMPL-X
+Inputs: a synthetic release in the Human3.6M layout (pipeline.synthetic.release: the synthetic SMPL-X
 body rendered into 4 camera videos), extracted by the extract stage, and a perfect fit made
 from the release's ground-truth parameters (the fitter is benchmarked in bench_fit). Two rows:
 
@@ -27,7 +27,7 @@ SPLIT_PART = "protocol1-test"
 
 TIMED = (  # (module, attribute, breakdown label); patched in this process only, restored after
     ("cv2", "imread", "image read (JPEG decode)"),
-    ("pipeline.cameras", "undistort_image", "crop undistortion"),
+    ("pipeline.release.cameras", "undistort_image", "crop undistortion"),
     ("pipeline.stages.sample", "posed_body", "posed body (smplx float64)"),
     ("sampling.frustum", "sample_query_points", "query points incl. SDF"),
     ("sampling.sdf", "signed_distance", "SDF"),
@@ -36,8 +36,8 @@ TIMED = (  # (module, attribute, breakdown label); patched in this process only,
 
 
 def _prepare(tmp: Path, frames: int, scale: float) -> Path:
-    from pipeline.api import run_stages
-    from pipeline.synthetic import (
+    from pipeline.orchestration.api import run_stages
+    from pipeline.synthetic.release import (
         SyntheticReleaseConfig,
         write_groundtruth_fits,
         write_synthetic_release,
@@ -123,7 +123,7 @@ def _in_process_row(work: Path, samples: int) -> dict:
 def _stage_row(work: Path, samples_per_shard: int, quick: bool) -> dict:
     from distributed import Client
 
-    from pipeline.runner import close_client, get_client, local_core_count, run_stage
+    from pipeline.orchestration.runner import close_client, get_client, local_core_count, run_stage
     from pipeline.store import WorkDir
 
     stage, config = _config(samples_per_shard)

@@ -76,8 +76,8 @@ def write_tiny_release(root, subjects=("S1",), sequences=TINY_SEQUENCES, frames:
     """
     import os
 
-    from pipeline.h36m import mocap_path, video_path, write_pose_cdf
-    from pipeline.metadata import default_metadata, write_metadata
+    from pipeline.release.h36m import mocap_path, video_path, write_pose_cdf
+    from pipeline.release.metadata import default_metadata, write_metadata
 
     drop_last = drop_last or {}
     metadata = default_metadata()
@@ -146,7 +146,7 @@ def install_model(model_cache, work) -> None:
 @pytest.fixture(scope="session")
 def synthetic_release(tmp_path_factory, model_cache):
     """A read-only synthetic release: S9 "Walking 1", 10 frames, 4 cameras at scale 0.2 (200 px)."""
-    from pipeline.synthetic import SyntheticReleaseConfig, write_synthetic_release
+    from pipeline.synthetic.release import SyntheticReleaseConfig, write_synthetic_release
 
     root = tmp_path_factory.mktemp("synthetic_release")
     config = SyntheticReleaseConfig(subjects=("S9",), sequences=((14, 1),), frames=10, scale=0.2,
@@ -157,7 +157,7 @@ def synthetic_release(tmp_path_factory, model_cache):
 def extract_with_true_fit(work, release, model_cache, **run_options):
     """WORK with the synthetic model installed, ``release`` extracted (``run_options`` go to
     run_stages: stride, workers or scheduler) and a perfect fit; the extract StageReport."""
-    from pipeline.api import run_stages
+    from pipeline.orchestration.api import run_stages
 
     install_model(model_cache, work)
     (report,) = run_stages(["extract"], work, h36m=release, progress=False, **run_options)
@@ -170,6 +170,6 @@ def fake_fit_from_groundtruth(release, work, mpjpe_mm: float = 0.0) -> None:
 
     Lets sample/validate/audit tests run without the fitter, on exactly known bodies.
     """
-    from pipeline.synthetic import write_groundtruth_fits
+    from pipeline.synthetic.release import write_groundtruth_fits
 
     write_groundtruth_fits(release, work, mpjpe_mm)

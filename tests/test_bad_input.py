@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from conftest import tiny_mocap_mm, write_tiny_release
 
 from cli import main
-from pipeline.h36m import mocap_path, video_path, write_pose_cdf
-from pipeline.metadata import default_metadata
+from pipeline.release.h36m import mocap_path, video_path, write_pose_cdf
+from pipeline.release.metadata import default_metadata
 
 
 def cli(*args):
@@ -46,7 +46,7 @@ def scheduler(dask_client):
 
 def test_malformed_w0_in_metadata_is_one_line(tmp_path):
     meta = tmp_path / "metadata.xml"
-    from pipeline.metadata import write_metadata
+    from pipeline.release.metadata import write_metadata
 
     root = ET.parse(write_metadata(meta, default_metadata())).getroot()
     root.find("w0").text = "[1 2 3]"

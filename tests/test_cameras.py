@@ -1,4 +1,4 @@
-"""pipeline.cameras: H36M lens model against an independent float64 re-implementation,
+"""pipeline.release.cameras: H36M lens model against an independent float64 re-implementation,
 round trips, exact undistortion remap, batching, gradients, dtypes, and the reference w0."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.cameras import (
+from pipeline.release.cameras import (
     Camera,
     angles_from_rotation,
     cam_from_world,

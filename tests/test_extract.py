@@ -18,9 +18,9 @@ from click.testing import CliRunner
 from conftest import tiny_frame, tiny_mocap_mm, write_tiny_release
 
 from cli import main
-from pipeline.h36m import read_mocap_world, read_release
-from pipeline.metadata import default_metadata
-from pipeline.runner import get_client
+from pipeline.orchestration.runner import get_client
+from pipeline.release.h36m import read_mocap_world, read_release
+from pipeline.release.metadata import default_metadata
 from pipeline.store import WorkDir
 
 CAMERAS = default_metadata().camera_ids

@@ -12,7 +12,7 @@ from conftest import install_model
 from cli import main
 from fitting.correspondence import correspondence_vertex_ids, h36m32_from_smplx
 from fitting.joint_sets import H36M17_FROM_H36M32
-from pipeline.api import run_stages
+from pipeline.orchestration.api import run_stages
 
 SMPLX_KWARGS = ("betas", "global_orient", "body_pose", "transl", "left_hand_pose", "right_hand_pose",
                 "jaw_pose", "leye_pose", "reye_pose", "expression")

@@ -121,10 +121,10 @@ def test_rotvec_round_trip_and_kabsch():
 
 
 def make_truth(model64, betas, action, frames, seed):
-    """True smplx params of a plausible motion (pipeline.motion), its mocap through the named
+    """True smplx params of a plausible motion (pipeline.synthetic.motion), its mocap through the named
     correspondence, and the true mesh — made with smplx's own forward."""
-    from pipeline.motion import BodyDims, make_motion
-    from sampling.rng import rng_for
+    from common.rng import rng_for
+    from pipeline.synthetic.motion import BodyDims, make_motion
 
     b = torch.as_tensor(betas, dtype=torch.float64)[None]
     zero = torch.zeros(1, 55, 3, dtype=torch.float64)

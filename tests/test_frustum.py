@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import trimesh
 
+from common.rng import rng_for
 from sampling.frustum import (
     SamplerConfig,
     sample_ball,
@@ -9,7 +10,6 @@ from sampling.frustum import (
     sample_query_points,
     sample_surface,
 )
-from sampling.rng import rng_for
 
 K = np.array([[300.0, 0.0, 127.5], [0.0, 310.0, 127.5], [0.0, 0.0, 1.0]])
 

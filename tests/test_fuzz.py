@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from cli import main
 from pipeline.errors import DataError, SelectionError
-from pipeline.metadata import read_metadata
+from pipeline.release.metadata import read_metadata
 from pipeline.selection import build_selection, parse_frames
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

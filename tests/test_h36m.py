@@ -1,4 +1,4 @@
-"""pipeline.h36m: CDF I/O, the release reader on tiny real files, quirks, ``inspect``."""
+"""pipeline.release.h36m: CDF I/O, the release reader on tiny real files, quirks, ``inspect``."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
+from common.units import MM_PER_M
 from pipeline.errors import DataError
-from pipeline.h36m import (
+from pipeline.release.h36m import (
     ACTIONS,
     CAMERA_IDS,
-    MM_PER_M,
     SUBJECTS_WITH_DATA,
     image_name,
     read_mocap_world,
@@ -22,7 +22,7 @@ from pipeline.h36m import (
     read_release,
     write_pose_cdf,
 )
-from pipeline.metadata import default_metadata, write_metadata
+from pipeline.release.metadata import default_metadata, write_metadata
 from pipeline.selection import build_selection
 
 SIZE = 32  # tiny videos: SIZE × SIZE px

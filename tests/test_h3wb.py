@@ -13,7 +13,7 @@ from scipy.spatial.transform import Rotation
 
 from fitting.joint_sets import COCOWB133, JOINT_SETS, SMPLX144, cocowb133_from_smplx144
 from pipeline.errors import DataError
-from pipeline.h3wb import (
+from pipeline.h3wb.format import (
     KEYPOINT_MASK_PROB,
     MASK_STRATEGIES,
     MASK_STRATEGY_PROBS,

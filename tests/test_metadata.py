@@ -1,4 +1,4 @@
-"""pipeline.metadata: read/write metadata.xml, the embedded facts, one-line errors."""
+"""pipeline.release.metadata: read/write metadata.xml, the embedded facts, one-line errors."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 
 from fitting.joint_sets import H36M32
 from pipeline.errors import DataError
-from pipeline.metadata import Metadata, default_metadata, read_metadata, write_metadata
-from pipeline.quirks import CANONICAL_ACTIONS, canonical_action
+from pipeline.release.metadata import Metadata, default_metadata, read_metadata, write_metadata
+from pipeline.release.quirks import CANONICAL_ACTIONS, canonical_action
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 REFERENCE_XML = REFERENCE / "h36m_metadata.xml"

@@ -13,8 +13,8 @@ from conftest import extract_with_true_fit
 
 from cli import main
 from fitting.joint_sets import H36M17_FROM_H36M32
-from pipeline.api import run_stages
-from pipeline.validate import ValidateConfig, validate_shards
+from pipeline.checks.validate import ValidateConfig, validate_shards
+from pipeline.orchestration.api import run_stages
 
 SPLIT = "protocol1-test"  # S9 is a protocol-1 test subject
 
@@ -43,13 +43,13 @@ def rewrite_index_sha(split_dir):
 
 
 def test_index_lists_every_shard_with_its_checksum(sampled_work):
-    from sampling.shards import file_sha256
+    from common.hashing import sha256_file
 
     index = json.loads((sampled_work / "shards" / SPLIT / "index.json").read_text())
     assert index["samples"] == 4 * 4  # 4 cameras × frames 0, 3, 6, 9
     assert [s["name"] for s in index["shards"]] == ["shard-00000.h5", "shard-00001.h5"]
     for s in index["shards"]:
-        assert file_sha256(sampled_work / "shards" / SPLIT / s["name"]) == s["sha256"]
+        assert sha256_file(sampled_work / "shards" / SPLIT / s["name"]) == s["sha256"]
     assert not (sampled_work / "shards" / "protocol1-train").exists()
 
 
@@ -141,11 +141,11 @@ def test_validate_cli_reports_failures_with_exit_1(sampled_work, tmp_path):
 
 
 def test_sampling_is_deterministic(sampled_work, tmp_path):
-    from sampling.shards import file_sha256
+    from common.hashing import sha256_file
 
     work = copy_split(sampled_work, tmp_path)
-    before = {p.name: file_sha256(p) for p in (work / "shards" / SPLIT).glob("*.h5")}
+    before = {p.name: sha256_file(p) for p in (work / "shards" / SPLIT).glob("*.h5")}
     run_stages(["sample"], work, options={"test_stride": 3, "points": 512, "samples_per_shard": 8},
                force=True, workers=1, progress=False)
-    after = {p.name: file_sha256(p) for p in (work / "shards" / SPLIT).glob("*.h5")}
+    after = {p.name: sha256_file(p) for p in (work / "shards" / SPLIT).glob("*.h5")}
     assert before == after

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from click.testing import CliRunner
 
 from cli import main
-from pipeline.spotcheck import Check, format_verdict, junit_xml
+from pipeline.recipes.spotcheck import Check, format_verdict, junit_xml
 
 
 def test_spot_check_passes_on_the_synthetic_release(synthetic_release, model_cache, tmp_path):
@@ -33,7 +33,7 @@ def test_verdict_and_junit_report_failures():
 
 
 def test_h3wb_splits_of_the_checked_subjects_never_overlap():
-    from pipeline.spotcheck import h3wb_split_options
+    from pipeline.recipes.spotcheck import h3wb_split_options
 
     assert h3wb_split_options(("S1", "S8", "S9")) == {"train": "S1,S9", "test": "S8"}
     assert h3wb_split_options(("S9",)) == {"train": "S9", "test": ""}

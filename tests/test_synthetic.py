@@ -14,7 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pipeline.synthetic import SyntheticReleaseConfig, VideoQuirk, write_synthetic_release
+from pipeline.synthetic.release import SyntheticReleaseConfig, VideoQuirk, write_synthetic_release
 
 CAMERAS = ("54138969", "55011271", "58860488", "60457274")
 FRAMES = 6
@@ -225,7 +225,7 @@ def test_videos_show_the_person_where_the_mocap_projects(clean):
 
 
 def test_metadata_round_trips(clean):
-    from pipeline.metadata import default_metadata, read_metadata
+    from pipeline.release.metadata import default_metadata, read_metadata
 
     md = read_metadata(clean / "metadata.xml")
     real = default_metadata()
@@ -257,7 +257,7 @@ def test_same_config_gives_identical_files(clean, tmp_path, model_cache):
 
 
 def test_injected_quirks_show_up_in_read_release(quirky):
-    from pipeline.h36m import read_release
+    from pipeline.release.h36m import read_release
     from pipeline.selection import Selection
 
     release = read_release(quirky, Selection(subjects=("S1",)))

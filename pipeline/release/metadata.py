@@ -9,7 +9,7 @@ The official file (root ``<a>``) holds, among others:
   ``[n_cam1 n_cam2 n_cam3 n_cam4 n_mocap200Hz]``;
 - ``skel_pos/tree/item``: the 32-joint skeleton (name, id, 1-based parent, 0 = none);
 - ``train_subjects``/``val_subjects``/``test_subjects``: ``[1 7 8 9 11]``;
-- ``w0``: 300 numbers holding every camera (see :func:`pipeline.cameras.camera_from_w0`);
+- ``w0``: 300 numbers holding every camera (see :func:`pipeline.release.cameras.camera_from_w0`);
 - ``dbcameras/index2id/item``: the 4 camera ids in index order;
 - ``actionnames/item``: 16 action names, ids 1..16.
 
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cameras import W0_LENGTH, Camera, camera_from_w0
 from pipeline.errors import DataError
+from pipeline.release.cameras import W0_LENGTH, Camera, camera_from_w0
 
 EMBEDDED_METADATA = "h36m_metadata.json"
 """File in ``pipeline/data`` holding the public metadata facts as JSON."""
@@ -157,7 +157,7 @@ class Metadata:
 
 def default_metadata() -> Metadata:
     """The public Human3.6M metadata embedded in ``pipeline/data`` (real calibration)."""
-    text = resources.files("pipeline.data").joinpath(EMBEDDED_METADATA).read_text("utf-8")
+    text = resources.files("pipeline.release.data").joinpath(EMBEDDED_METADATA).read_text("utf-8")
     return Metadata.from_json(json.loads(text))
 
 

@@ -1,8 +1,8 @@
 """A synthetic Human3.6M release with known ground truth (the project's embedded demo data).
 
 People — the synthetic SMPL-X-format body model with one shape per subject — move with
-procedural motion (:mod:`pipeline.motion`) in the Human3.6M world (z up, floor z = 0) and
-are rendered (:mod:`pipeline.render`) into the four real cameras of each subject (real
+procedural motion (:mod:`pipeline.synthetic.motion`) in the Human3.6M world (z up, floor z = 0) and
+are rendered (:mod:`pipeline.synthetic.render`) into the four real cameras of each subject (real
 extrinsics, intrinsics and lens distortion from the embedded metadata; ``scale`` shrinks
 images and intrinsics together). The release has the real layout and naming::
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import tempfile
@@ -35,19 +34,20 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cameras import (
-    MM_PER_M,
+from common.hashing import sha256_file
+from common.rng import rng_for
+from common.units import MM_PER_M
+from pipeline.errors import DataError
+from pipeline.release.cameras import (
     W0_INTRINSICS_OFFSET,
     Camera,
     cam_from_world,
     project_h36m,
     w0_from_cameras,
 )
-from pipeline.errors import DataError
-from pipeline.metadata import Metadata, default_metadata, write_metadata
-from pipeline.quirks import canonical_action
+from pipeline.release.metadata import Metadata, default_metadata, write_metadata
+from pipeline.release.quirks import canonical_action
 from pipeline.store import WorkDir, atomic_path, atomic_write_bytes, sequence_folder_name
-from sampling.rng import rng_for
 
 FPS = 50
 """Frame rate of the videos and the mocap (Human3.6M's videos run at 50 fps)."""
@@ -214,7 +214,7 @@ def _subject_albedo(part: np.ndarray, seed: int, subject: str) -> np.ndarray:
 def _sequence_params(body: _Body, betas: np.ndarray, action: str, frames: int, seed: int,
                      subject: str, basename: str) -> dict[str, np.ndarray]:
     """The true SMPL-X params (smplx forward kwargs) of one sequence, world frame, metres."""
-    from pipeline.motion import BodyDims, make_motion
+    from pipeline.synthetic.motion import BodyDims, make_motion
 
     zeros = lambda n: np.zeros((frames, n))  # noqa: E731
     rest = {"betas": betas, "global_orient": zeros(3), "body_pose": zeros(63),
@@ -256,7 +256,7 @@ def _gzip_without_timestamp():
 
 
 def _write_cdf(path: Path, pose: np.ndarray) -> None:
-    from pipeline.h36m import write_pose_cdf
+    from pipeline.release.h36m import write_pose_cdf
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with _gzip_without_timestamp():
@@ -299,7 +299,7 @@ def _render_video(job: _VideoJob) -> tuple[str, float]:
 
     import cv2
 
-    from pipeline.render import background, render_mesh
+    from pipeline.synthetic.render import background, render_mesh
 
     start = time.perf_counter()
     job.path.parent.mkdir(parents=True, exist_ok=True)
@@ -400,10 +400,6 @@ def _corrupt(config: SyntheticReleaseConfig, subject: str, key: SequenceKey, cam
                if (q.subject, tuple(q.sequence), q.camera) == (subject, tuple(key), camera))
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def write_synthetic_release(out: Path, config: SyntheticReleaseConfig | None = None) -> Path:
     """Write a synthetic Human3.6M release into ``out`` (created if needed); returns ``out``.
 
@@ -424,7 +420,7 @@ def write_synthetic_release(out: Path, config: SyntheticReleaseConfig | None = N
         jobs = _write_subjects(out, config, metadata, body)
         model_record = {"generator": "fitting.synthetic_model.write_synthetic_model",
                         "seed": config.model_seed, "file": body.model_path.name,
-                        "sha256": _sha256(body.model_path), "num_betas": NUM_BETAS,
+                        "sha256": sha256_file(body.model_path), "num_betas": NUM_BETAS,
                         "num_expression_coeffs": NUM_EXPRESSION, "flat_hand_mean": False}
     _run_jobs(jobs, config.workers)
     write_metadata(out / "metadata.xml", metadata)
@@ -469,20 +465,26 @@ def _write_subjects(out: Path, config: SyntheticReleaseConfig, metadata: Metadat
 
 def write_groundtruth_fits(release: Path, work_dir: Path, mpjpe_mm: float = 0.0) -> int:
     """WORK/fit/<S>/<seq>.npz from a synthetic release's true SMPL-X parameters: a perfect fit
-    in the fit stage's format (every mocap frame, recorded error ``mpjpe_mm``), so that sample,
-    validate, audit and h3wb run on exactly known bodies without fitting. Returns the number of
-    frames written."""
+    in the fit stage's format (every mocap frame, recorded error ``mpjpe_mm``, the release
+    model's sha256), so that sample, validate, audit and h3wb run on exactly known bodies
+    without fitting. Returns the number of frames written."""
     from fitting.joint_sets import H36M17
+    from pipeline.artifacts import SMPLX_PARAM_KEYS, FitSequence, write_fit_sequence
+
     work = WorkDir(Path(work_dir))
+    model_json = Path(release) / "groundtruth" / "model.json"
+    sha = json.loads(model_json.read_text())["model"]["sha256"] if model_json.is_file() else ""
     frames = 0
     for gt in sorted((Path(release) / "groundtruth").glob("S*/*.npz")):
         with np.load(gt) as z:
-            params = {k: z[k] for k in z.files if k not in ("joints_h36m32", "action_id", "subaction")}
+            params = {k: z[k] for k in SMPLX_PARAM_KEYS}
+            betas = z["betas"]
         t = params["global_orient"].shape[0]
         path = work.fit_sequence(gt.parent.name, sequence_folder_name(gt.stem))
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_savez(path, **params, frame_index=np.arange(t), mpjpe_mm=np.full(t, mpjpe_mm),
-                      joint_err_mm=np.full((t, len(H36M17)), mpjpe_mm), converged=np.ones(t, bool))
+        write_fit_sequence(path, FitSequence(
+            betas=betas.reshape(-1), params=params, frame_index=np.arange(t), mpjpe_mm=np.full(t, mpjpe_mm),
+            joint_err_mm=np.full((t, len(H36M17)), mpjpe_mm), converged=np.ones(t, bool), body_model_sha256=sha))
         frames += t
     return frames
 

@@ -205,9 +205,9 @@ def validate_shards(path: Path, config: ValidateConfig = ValidateConfig()) -> tu
     """(samples checked, one-line problems) for a split folder or a folder of split folders."""
     import torch
 
+    from common.rng import rng_for
     from fitting.bodymodel import load_body_model, resolve_body_model
     from sampling.errors import ShardError
-    from sampling.rng import rng_for
     from sampling.shards import check_shard, open_shard, read_index
 
     problems: list[str] = []

@@ -50,7 +50,7 @@ class Check:
 def choose_subset(h36m: Path, selection: Selection, frames: int) -> Selection:
     """One sequence per selected subject (the first usable one), ``frames`` frames each."""
     from pipeline.errors import DataError
-    from pipeline.h36m import read_release
+    from pipeline.release.h36m import read_release
 
     release = read_release(h36m, selection, count_frames=False)
     first: dict[str, str] = {}
@@ -80,10 +80,10 @@ def spot_check(h36m: Path, selection: Selection, config: SpotCheckConfig = SpotC
     if work is None:
         with tempfile.TemporaryDirectory(prefix="h36m-nvf-spot-") as tmp:
             return spot_check(h36m, selection, config, Path(tmp), echo)
-    from pipeline.api import run_stages
-    from pipeline.audit import read_fits, summarize
+    from pipeline.checks.audit import read_fits, summarize
+    from pipeline.checks.validate import ValidateConfig, validate_shards
+    from pipeline.orchestration.api import run_stages
     from pipeline.store import WorkDir
-    from pipeline.validate import ValidateConfig, validate_shards
 
     subset = choose_subset(Path(h36m), selection, config.frames)
     echo(f"spot-check: {', '.join(f'{s}' for s in subset.subjects)} / {', '.join(subset.actions)}, "

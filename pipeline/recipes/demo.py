@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pipeline.errors import DataError
 from pipeline.store import WorkDir
-from pipeline.synthetic import SyntheticReleaseConfig
+from pipeline.synthetic.release import SyntheticReleaseConfig
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class DemoConfig:
 
 def ensure_release(work: WorkDir, config: SyntheticReleaseConfig, echo) -> Path:
     """WORK/release, written unless a release with the same config is already there."""
-    from pipeline.synthetic import write_synthetic_release
+    from pipeline.synthetic.release import write_synthetic_release
 
     release = work.root / "release"
     record = release / "groundtruth" / "model.json"
@@ -63,7 +63,7 @@ def ensure_release(work: WorkDir, config: SyntheticReleaseConfig, echo) -> Path:
 def ensure_audit(work: WorkDir, echo) -> Path:
     """WORK/audit/index.html, re-rendered only when a fit file is newer than it."""
     from fitting.bodymodel import resolve_body_model
-    from pipeline.audit import AuditConfig, write_audit
+    from pipeline.checks.audit import AuditConfig, write_audit
 
     index = work.audit_index
     fits = list((work.root / "fit").glob("S*/*.npz"))
@@ -82,8 +82,8 @@ def _newer_than(path: Path, sources: list[Path]) -> bool:
 
 def ensure_validated(work: WorkDir, echo) -> int:
     """Validate WORK/shards unless a record says these very indexes were validated."""
+    from pipeline.checks.validate import validate_shards
     from pipeline.store import atomic_write_json
-    from pipeline.validate import validate_shards
 
     record = work.root / "shards" / "validated.json"
     indexes = sorted((work.root / "shards").glob("*/index.json"))
@@ -123,8 +123,8 @@ def ensure_training(work: WorkDir, train_dir: Path, config: DemoConfig, echo) ->
 def run_demo(work_dir: Path, config: DemoConfig = DemoConfig(), echo=print) -> dict:
     """Run everything; returns the summary printed at the end."""
     from nvf.train import evaluate
-    from pipeline.api import run_stages
-    from pipeline.audit import read_fits, summarize
+    from pipeline.checks.audit import read_fits, summarize
+    from pipeline.orchestration.api import run_stages
     work = WorkDir(Path(work_dir))
     work.root.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -140,7 +140,7 @@ def run_demo(work_dir: Path, config: DemoConfig = DemoConfig(), echo=print) -> d
 
     release = ensure_release(work, config.release, echo)
     lap("release")
-    from pipeline.h36m import format_release_table, read_release
+    from pipeline.release.h36m import format_release_table, read_release
 
     echo(format_release_table(read_release(release)))
     reports = run_stages(

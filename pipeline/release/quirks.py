@@ -1,6 +1,6 @@
 """Known quirks of the Human3.6M release, as named data in one place.
 
-The reader (:mod:`pipeline.h36m`) applies these and records a human-readable note in each
+The reader (:mod:`pipeline.release.h36m`) applies these and records a human-readable note in each
 affected Sequence's ``quirks``; nothing here is silent.
 """
 

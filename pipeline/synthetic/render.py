@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pipeline.cameras import Camera, cam_from_world, project_h36m
+from pipeline.release.cameras import Camera, cam_from_world, project_h36m
 
 NEAR_M = 0.05
 """Triangles with a vertex closer than this to the camera plane (metres) are skipped."""

@@ -7,7 +7,7 @@ Layout (real release and the synthetic one alike)::
     <root>/S1/MyPoseFeatures/D3_Positions/<basename>.cdf     world joints, mm, (1, T, 96)
 
 Basenames come from metadata.xml's mapping table, never built from action names. Quirks
-(:mod:`pipeline.quirks`) are applied and noted per sequence; anything unexpected is recorded
+(:mod:`pipeline.release.quirks`) are applied and noted per sequence; anything unexpected is recorded
 in ``problems`` rather than raised, so a stage can skip one bad sequence and go on.
 """
 
@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import quirks
-from pipeline.cameras import Camera
+from common.units import MM_PER_M
 from pipeline.errors import DataError
-from pipeline.metadata import Metadata, read_metadata
+from pipeline.release import quirks
+from pipeline.release.cameras import Camera
+from pipeline.release.metadata import Metadata, read_metadata
 from pipeline.selection import Selection
 
 SUBJECTS_WITH_DATA: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
@@ -32,8 +33,6 @@ CAMERA_IDS: tuple[str, ...] = ("54138969", "55011271", "58860488", "60457274")
 ACTIONS: dict[int, str] = dict(quirks.CANONICAL_ACTIONS)
 """Canonical action names by metadata action id (2..16)."""
 
-MM_PER_M = 1000.0
-"""Millimetres per metre: the CDF poses are in mm."""
 POSE_VARIABLE = "Pose"
 """The CDF variable holding the poses, shape (1, T, D)."""
 POSE_COLUMNS = (96, 64)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from fitting.joint_sets import H36M17, H36M17_FROM_H36M32
-from pipeline.cameras import Camera
 from pipeline.errors import DataError
+from pipeline.release.cameras import Camera
 from pipeline.store import WorkDir, atomic_write_bytes, atomic_write_json
 
 MESH_BGR = (230, 170, 90)
@@ -199,7 +199,7 @@ def draw_overlay(image: np.ndarray, camera: Camera, vertices: np.ndarray, faces:
     """
     import cv2
 
-    from pipeline.render import render_mesh
+    from pipeline.synthetic.render import render_mesh
 
     # Render on black: the shaded body (ambient light keeps it > 0) is the blend mask.
     albedo = np.broadcast_to(np.array(MESH_BGR, dtype=np.float64), vertices.shape)

@@ -1,1 +1,0 @@
-"""Embedded public Human3.6M facts as JSON (see pipeline.metadata.default_metadata)."""
