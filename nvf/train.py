@@ -34,11 +34,14 @@ METRIC_FIELDS = ("epoch", "step", "loss", "loss_sdf", "loss_vote", "lr", "sample
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise NVFError(f"device {name!r} asked for but CUDA is not available")
-    return torch.device(name)
+    """common.device.resolve_device, its errors as NVFError (one line at the CLI)."""
+    from common.device import DeviceError
+    from common.device import resolve_device as resolve
+
+    try:
+        return resolve(name)
+    except DeviceError as e:
+        raise NVFError(str(e)) from None
 
 
 def build_model(config: TrainConfig, joints: int) -> NVFNet:

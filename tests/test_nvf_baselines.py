@@ -140,3 +140,14 @@ def test_cli_evaluate_prints_baselines(evaluated):
     for words in ("zero (all joints at the root)", "mean pose of train", "oracle", "verdict:",
                   "passed |SDF| <", "vote spread"):
         assert words in r.output, words
+
+
+def test_demo_summary_line_names_the_baselines_and_the_verdict(evaluated):
+    from pipeline.recipes.demo import nvf_summary
+
+    report = evaluated[3]
+    line = nvf_summary({**report, "epochs": 1})
+    for words in ("mean pose of the training split", "zero (all joints at the root)", "oracle",
+                  f"{report['baselines']['mean_pose']['mpjpe_mm']:.1f}", report["verdict"]):
+        assert words in line, words
+    assert ("WORSE than the mean-pose baseline" in line) != ("beats the mean-pose baseline" in line)
