@@ -59,6 +59,10 @@ class LearnBenchConfig:
     epoch count is chosen from it once the data exist and a few steps are timed."""
     max_epochs: int = 60
     """At most this many epochs."""
+    preset: str = "tiny"
+    """Model preset (nvf/config.py)."""
+    device: str = "cpu"
+    """Training device."""
     threads: int = 1
     """torch threads for training. 1: on the shared 2-core machine 2 threads ran a step
     5x slower in wall time (16 vs 3.4 s at load average 16); the data stages use 2 workers."""
@@ -95,12 +99,59 @@ def prepare(root: Path, cfg: LearnBenchConfig, workers: int = 2) -> dict[str, Pa
     return {"train": work / "shards" / "protocol1-train", "test": work / "shards" / "protocol1-test"}
 
 
+DATA_FIELDS = ("subjects", "sequences", "frames", "scale", "extract_stride", "train_stride", "test_stride",
+               "points", "crop")
+"""The LearnBenchConfig fields that define the data (the cache key)."""
+PREPARED = "prepared.json"
+
+
+def data_key(cfg: LearnBenchConfig) -> str:
+    """Short hash of the data-defining fields."""
+    import hashlib
+
+    fields = {k: getattr(cfg, k) for k in DATA_FIELDS}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=list).encode()).hexdigest()[:12]
+
+
+def data_cache_dir(cfg: LearnBenchConfig) -> Path | None:
+    """Where the prepared data of ``cfg`` is kept between runs: ``$H36M_NVF_CACHE`` (default
+    ~/.cache/h36m-nvf) / bench-learn-<key>; None when the cache is "off"."""
+    from fitting.bodymodel import CACHE_ENV
+
+    root = os.environ.get(CACHE_ENV, "")
+    if root == "off":
+        return None
+    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "h36m-nvf"
+    return base / f"bench-learn-{data_key(cfg)}"
+
+
+def cached_prepare(cfg: LearnBenchConfig, scratch: Path) -> tuple[dict[str, Path], dict]:
+    """The prepared splits, from the cache when a complete preparation of the same data config
+    is there (the data are deterministic), else prepared now (into the cache, or ``scratch``
+    when it is off). Returns (splits, {"cached": bool, "build_s": seconds of the build})."""
+    folder = data_cache_dir(cfg)
+    splits = lambda root: {"train": root / "work" / "shards" / "protocol1-train",  # noqa: E731
+                           "test": root / "work" / "shards" / "protocol1-test"}
+    if folder is not None and (folder / PREPARED).is_file():
+        record = json.loads((folder / PREPARED).read_text())
+        if record.get("key") == data_key(cfg) and all((d / "index.json").is_file() for d in splits(folder).values()):
+            return splits(folder), {"cached": True, "build_s": record["build_s"], "folder": str(folder)}
+    target = folder or scratch / "data"
+    shutil.rmtree(target, ignore_errors=True)
+    t = time.perf_counter()
+    data = prepare(target, cfg)
+    build_s = time.perf_counter() - t
+    (target / PREPARED).write_text(json.dumps({"key": data_key(cfg), "build_s": round(build_s, 1),
+                                               "config": {k: getattr(cfg, k) for k in DATA_FIELDS}}, default=list))
+    return data, {"cached": False, "build_s": round(build_s, 1), "folder": str(target)}
+
+
 def train_config(cfg: LearnBenchConfig, epochs: int):
-    """The trainer's config for the benchmark: the tiny preset at the benchmark's crop size."""
+    """The trainer's config for the benchmark: the preset, batch 16, 256 points per step."""
     from nvf.config import apply_overrides, preset_config
 
-    return apply_overrides(preset_config("tiny"), {
-        "epochs": epochs, "batch_size": 16, "points": min(512, cfg.points), "lr": 2e-3, "device": "cpu",
+    return apply_overrides(preset_config(cfg.preset), {
+        "epochs": epochs, "batch_size": 16, "points": min(256, cfg.points), "lr": 2e-3, "device": cfg.device,
         "num_workers": 0, "checkpoint_every": 1, **dict(cfg.train_overrides)}, "bench_learn")
 
 
@@ -108,23 +159,26 @@ def _step_seconds(config, split: Path, steps: int = 6) -> float:
     """Seconds per training step of ``config`` (forward, backward, AdamW) on real batches."""
     import torch
 
-    from nvf.data import make_loader, photometric_augment, shard_dataset
-    from nvf.train import build_model, losses
+    from nvf.data import make_loader, photometric_augment, shard_dataset, to_device
+    from nvf.train import build_model, losses, resolve_device
 
     ds = shard_dataset(split, config.points, config.seed)
-    model = build_model(config, len(ds.joint_names))
+    device = resolve_device(config.device)
+    model = build_model(config, len(ds.joint_names)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
     gen = torch.Generator().manual_seed(0)
     times = []
     for i, batch in enumerate(make_loader(ds, config.batch_size, True, 0, config.seed, 0)):
         if i > steps:
             break
+        batch = to_device(batch, device)
         t = time.perf_counter()
         image = photometric_augment(batch["image"], gen, config.brightness, config.contrast, config.saturation)
         parts = losses(*model(image, batch["points"], batch["K"], batch["root"]), batch, config)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         opt.step()
+        parts["loss"].item()  # synchronises a GPU
         times.append(time.perf_counter() - t)
     ds.close()
     return sorted(times[1:])[len(times[1:]) // 2]  # median, the first step excluded (warm-up)
@@ -166,7 +220,10 @@ def learn(cfg: LearnBenchConfig, root: Path, curve_png: Path, data: dict | None 
     from nvf.train import train
 
     t0 = time.perf_counter()
-    data = data or prepare(root, cfg)
+    if data is None:
+        data, data_info = cached_prepare(cfg, root)
+    else:
+        data_info = {"cached": True, "build_s": None, "folder": str(data["train"].parent)}
     t_data = time.perf_counter() - t0
     probe = train_config(cfg, 1)
     from sampling.shards import read_index
@@ -187,7 +244,7 @@ def learn(cfg: LearnBenchConfig, root: Path, curve_png: Path, data: dict | None 
     curve: list[dict] = []
 
     def held_out(epoch: int, run_dir: Path) -> None:
-        report = evaluate(run_dir, data["test"], device="cpu", batch_size=32, progress=False)
+        report = evaluate(run_dir, data["test"], device=cfg.device, batch_size=32, progress=False)
         curve.append({"epoch": epoch, "mpjpe_mm": report["mpjpe_mm"], "pa_mpjpe_mm": report["pa_mpjpe_mm"],
                       "seconds": round(time.perf_counter() - t0, 1)})
         curve[-1]["report"] = report
@@ -217,35 +274,57 @@ def learn(cfg: LearnBenchConfig, root: Path, curve_png: Path, data: dict | None 
         "pa_ratio_to_mean_pose": last["pa_mpjpe_mm"] / base["mean_pose"]["pa_mpjpe_mm"],
         "falling_epochs": sum(b < a for a, b in zip(mpjpe, mpjpe[1:], strict=False)),
         "curve": curve, "decoder": last["decoder"], "per_joint": last["per_joint"],
-        "seconds": {"data": round(t_data, 1), "train_and_eval": round(t_train, 1), "total": round(total, 1)},
+        "data": data_info, "seconds": {"data": round(t_data, 1), "train_and_eval": round(t_train, 1), "total": round(total, 1)},
         "step_s_probe": step_s, "config": json.loads(json.dumps(dataclasses.asdict(config))),
         "load_average": os.getloadavg(), "threads": threads, "curve_png": str(curve_png),
     }
+
+
+def _data_note(info: dict) -> str:
+    if not info.get("cached"):
+        return ", built in this run"
+    return f", cached; built in {info['build_s']:.0f} s" if info.get("build_s") else ", given"
+
+
+def _row(r: dict, cfg: LearnBenchConfig) -> dict:
+    b = r["baselines"]
+    load = ", ".join(f"{x:.1f}" for x in r["load_average"])
+    curve = " → ".join(f"{c['mpjpe_mm']:.0f}" for c in r["curve"])
+    return {
+        "benchmark": "learn", "case": f"held-out S9 MPJPE after {r['epochs']} epochs, {cfg.preset} preset, "
+                                      f"{r['train_samples']} train samples ({','.join(s for s in cfg.subjects if s != 'S9')}), {cfg.crop} px",
+        "ours": r["mpjpe_mm"], "peer_name": "mean-pose baseline", "peer": b["mean_pose"]["mpjpe_mm"],
+        "ratio": r["ratio_to_mean_pose"], "unit": "mm", "device": r["device"],
+        "notes": f"target ratio <= 0.6; PA-MPJPE {r['pa_mpjpe_mm']:.1f} vs mean-pose "
+                 f"{b['mean_pose']['pa_mpjpe_mm']:.1f} mm ({r['pa_ratio_to_mean_pose']:.2f}x); zero baseline "
+                 f"{b['zero']['mpjpe_mm']:.1f} / {b['zero']['pa_mpjpe_mm']:.1f} mm; oracle "
+                 f"{b['oracle']['mpjpe_mm']:.2f} mm; held-out MPJPE per epoch {curve} ({r['falling_epochs']} of "
+                 f"{len(r['curve']) - 1} epochs falling); {r['seconds']['total'] / 60:.1f} min wall in all "
+                 f"({r['seconds']['data']:.0f} s data{_data_note(r['data'])}), budget {cfg.budget_s / 60:.0f} min; load average {load}; "
+                 f"curve {Path(r['curve_png']).name}"}
 
 
 def run(gpu: bool = False, quick: bool = False) -> list[dict]:
     import datetime as dt
     import socket
 
-    cfg = QUICK if quick else LearnBenchConfig()
-    stem = f"{dt.datetime.now():%Y-%m-%d}-{socket.gethostname()}{'-quick' if quick else ''}-learn"
-    root = Path(tempfile.mkdtemp(prefix="bench_learn_"))
-    try:
-        r = learn(cfg, root, RESULTS / f"{stem}.png")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(r, indent=1, default=float) + "\n")
-    b = r["baselines"]
-    load = ", ".join(f"{x:.1f}" for x in r["load_average"])
-    curve = " → ".join(f"{c['mpjpe_mm']:.0f}" for c in r["curve"])
-    return [{
-        "benchmark": "learn", "case": f"held-out S9 MPJPE after {r['epochs']} epochs, tiny preset, "
-                                      f"{r['train_samples']} train samples (S1,S5,S6,S7,S8)",
-        "ours": r["mpjpe_mm"], "peer_name": "mean-pose baseline", "peer": b["mean_pose"]["mpjpe_mm"],
-        "ratio": r["ratio_to_mean_pose"], "unit": "mm", "device": f"cpu ({r['threads']} threads)",
-        "notes": f"target ratio <= 0.6; PA-MPJPE {r['pa_mpjpe_mm']:.1f} vs mean-pose "
-                 f"{b['mean_pose']['pa_mpjpe_mm']:.1f} mm; zero baseline {b['zero']['mpjpe_mm']:.1f} / "
-                 f"{b['zero']['pa_mpjpe_mm']:.1f} mm; oracle {b['oracle']['mpjpe_mm']:.2f} mm; held-out MPJPE "
-                 f"per epoch {curve} ({r['falling_epochs']} of {len(r['curve']) - 1} epochs falling); "
-                 f"{r['seconds']['total'] / 60:.1f} min total ({r['seconds']['data']:.0f} s data); "
-                 f"load average {load}; curve {Path(r['curve_png']).name}"}]
+    import torch
+
+    cases = [QUICK if quick else LearnBenchConfig()]
+    if gpu and torch.cuda.is_available():  # the NVF-sized network, longer (not yet measured: no GPU lent)
+        cases.append(dataclasses.replace(cases[0], preset="full", device="cuda", budget_s=3 * cases[0].budget_s,
+                                         crop=2 * cases[0].crop))
+    rows = []
+    for cfg in cases:
+        tag = "" if cfg.device == "cpu" else f"-{cfg.preset}-{cfg.device}"
+        stem = f"{dt.datetime.now():%Y-%m-%d}-{socket.gethostname()}{'-quick' if quick else ''}-learn{tag}"
+        root = Path(tempfile.mkdtemp(prefix="bench_learn_"))
+        try:
+            r = learn(cfg, root, RESULTS / f"{stem}.png")
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        r["device"] = (torch.cuda.get_device_name(0) if cfg.device == "cuda"
+                       else f"cpu ({cfg.threads} torch thread(s), 2 data workers)")
+        (RESULTS / f"{stem}.json").write_text(json.dumps(r, indent=1, default=float) + "\n")
+        rows.append(_row(r, cfg))
+    return rows
