@@ -299,13 +299,16 @@ def train(shards, run_dir, preset, config_file, epochs, batch_size, lr, points, 
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @user_errors
 def evaluate(run_dir, shards, query, batch_size, device, progress) -> None:
-    """MPJPE and PA-MPJPE (mm, root-relative) per action and joint; writes RUN/eval_<split>.json."""
+    """MPJPE and PA-MPJPE (mm, root-relative) per action and joint, beside the zero, mean-pose and
+    oracle baselines and the decoder's diagnostics; writes RUN/eval_<split>.json."""
+    from nvf.evaluate import evaluate as run_evaluation
+    from nvf.evaluate import format_baselines
     from nvf.metrics import format_table
-    from nvf.train import evaluate as run_evaluation
 
     report = run_evaluation(run_dir, shards, device=device, batch_size=batch_size, query=query,
                             progress=progress)
     click.echo(format_table(report))
+    click.echo(format_baselines(report))
     if "sdf_l1_near_mm" in report:
         click.echo(f"SDF L1 near the surface: {report['sdf_l1_near_mm']:.1f} mm")
     click.echo(f"written {run_dir / ('eval_' + shards.name + '.json')}")

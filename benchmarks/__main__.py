@@ -58,13 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--gpu", action="store_true", help="also run the CUDA variants (when CUDA exists)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in seconds")
-    parser.add_argument("--only", help="comma-separated module names, e.g. bench_sdf,bench_fit")
+    parser.add_argument("--only", help="comma-separated benchmarks, e.g. sdf,fit or learn (the learning "
+                                       "benchmark alone, ~20 min); bench_ prefixes optional")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and markdown report")
     args = parser.parse_args(argv)
 
     names = discover()
     if args.only:
-        names = [n for n in names if n in args.only.split(",")]
+        wanted = {n if n.startswith("bench_") else f"bench_{n}" for n in args.only.split(",")}
+        unknown = wanted - set(names)
+        if unknown:
+            parser.error(f"--only: no benchmark {', '.join(sorted(unknown))}; known: "
+                         f"{', '.join(n[6:] for n in names)}")
+        names = [n for n in names if n in wanted]
     info = machine()
     rows, failures = [], []
     for name in names:
@@ -79,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 
     stamp = dt.datetime.now().strftime("%Y-%m-%d")
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"{stamp}-{info['host']}{'-quick' if args.quick else ''}"
+    only = "-only-" + "-".join(n[6:] for n in names) if args.only else ""  # a partial run keeps the full report
+    stem = args.out / f"{stamp}-{info['host']}{only}{'-quick' if args.quick else ''}"
     from benchmarks.projection import project
 
     projection, projection_md = project(rows)

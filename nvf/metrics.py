@@ -6,8 +6,7 @@ import re
 
 import numpy as np
 
-MM_PER_M = 1000.0
-"""Millimetres per metre: metrics are reported in mm."""
+from common.units import MM_PER_M  # noqa: F401  (metrics are reported in mm; re-exported)
 
 ACTION_ALIASES = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog"}
 """S1's names for two actions → the canonical ones (reference README, Human3.6M quirks)."""
@@ -33,7 +32,8 @@ def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Similarity transform (rotation, scale, translation) of pred onto gt, least squares.
 
     pred, gt: (B, J, 3). Returns the aligned pred (B, J, 3), computed in float64. Reflections
-    are excluded (Umeyama's sign correction).
+    are excluded (Umeyama's sign correction). A pred with all joints at one point maps to
+    gt's centroid (scale 0).
     """
     X = np.asarray(pred, np.float64)
     Y = np.asarray(gt, np.float64)
@@ -45,7 +45,9 @@ def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     D = np.ones_like(s)
     D[..., -1] = d
     R = (U * D[..., None, :]) @ Vt  # X0 @ R ≈ Y0 / scale
-    scale = (s * D).sum(-1) / (X0**2).sum((-1, -2))
+    norm = (X0**2).sum((-1, -2))
+    # A degenerate pred (all joints at one point, e.g. the zero baseline) aligns to gt's centroid.
+    scale = np.where(norm > 0, (s * D).sum(-1) / np.where(norm > 0, norm, 1.0), 0.0)
     return scale[..., None, None] * X0 @ R + my
 
 

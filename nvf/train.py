@@ -1,8 +1,11 @@
-"""Training and evaluation loops of the thin NVF trainer.
+"""Training loop of the thin NVF trainer (evaluation: nvf/evaluate.py).
 
-A run folder holds ``config.json`` (the TrainConfig), ``checkpoint.pt`` (model, optimiser,
-epochs done; written atomically), ``metrics.csv`` (one row per epoch: losses, lr, samples/s),
-``loss_curve.png`` and, after evaluation, ``eval_<split>.json``.
+A run folder holds ``config.json`` (the TrainConfig), ``train_stats.json`` (the training
+split's pose statistics, for the mean-pose baseline), ``checkpoint.pt`` (model, optimiser,
+epochs done, the same statistics; written atomically, readable with ``weights_only=True``:
+tensors, numbers, strings, lists and dicts only, no pickled objects), ``metrics.csv`` (one
+row per epoch: losses, lr, samples/s), ``loss_curve.png`` and, after evaluation,
+``eval_<split>.json``.
 """
 
 from __future__ import annotations
@@ -15,16 +18,14 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
+from nvf.baselines import TRAIN_STATS, read_training_stats, training_stats
 from nvf.config import TrainConfig, apply_overrides, config_to_json
 from nvf.data import make_loader, photometric_augment, shard_dataset, to_device
 from nvf.errors import NVFError
-from nvf.metrics import MM_PER_M, pose_report
 from nvf.model import NVFNet
-from nvf.vote import frustum_grid, vote_joints
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -33,11 +34,14 @@ METRIC_FIELDS = ("epoch", "step", "loss", "loss_sdf", "loss_vote", "lr", "sample
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise NVFError(f"device {name!r} asked for but CUDA is not available")
-    return torch.device(name)
+    """common.device.resolve_device, its errors as NVFError (one line at the CLI)."""
+    from common.device import DeviceError
+    from common.device import resolve_device as resolve
+
+    try:
+        return resolve(name)
+    except DeviceError as e:
+        raise NVFError(str(e)) from None
 
 
 def build_model(config: TrainConfig, joints: int) -> NVFNet:
@@ -46,14 +50,37 @@ def build_model(config: TrainConfig, joints: int) -> NVFNet:
 
 
 def losses(sdf_pred, votes_pred, batch: dict, config: TrainConfig) -> dict:
-    """L1 on clamped SDF (in units of sdf_clamp) + smooth-L1 on votes of near-surface points."""
+    """L1 on clamped SDF (in units of sdf_clamp) + Huber (smooth-L1) on the votes of
+    near-surface points, balanced so that the few real votes are not drowned.
+
+    A near-surface point lies within the vote radius of only 1–3 of the J joints; the other
+    (point, joint) pairs have target ``[0, 0, 0, 0]``. Averaged over all J × 4 channels
+    (as before), an all-zero prediction scored ~0.05 and the gradient on a real vote shrank
+    as 1 / (4 J): the network learned h ≈ 0.04 where the target averages 0.36, and voting from
+    such h picks points all over the body (MPJPE at the zero baseline's level). So h is
+    averaged separately over the active pairs (h > 0) and the inactive ones, and u (the unit
+    direction, undefined where h = 0: the decoder normalises it) is supervised on the active
+    pairs only, summed over its 3 components.
+
+    Args:
+        sdf_pred: (B, N) metres. votes_pred: (B, N, J, 4) raw ``[h, u]``.
+        batch: ``sdf`` (B, N) metres and ``votes`` (B, N, J, 4) targets.
+    """
     c = config.sdf_clamp
     sdf_gt = batch["sdf"]
     loss_sdf = (sdf_pred - sdf_gt.clamp(-c, c)).abs().mean() / c
-    near = (sdf_gt.abs() < config.near_surface).to(votes_pred.dtype)  # (B, N)
-    per = F.smooth_l1_loss(votes_pred, batch["votes"], beta=config.vote_beta, reduction="none")
-    count = near.sum() * per.shape[-2] * per.shape[-1]
-    loss_vote = (per * near[..., None, None]).sum() / count.clamp(min=1.0)
+    near = (sdf_gt.abs() < config.near_surface).unsqueeze(-1)  # (B, N, 1)
+    target = batch["votes"]
+    per = F.smooth_l1_loss(votes_pred, target, beta=config.vote_beta, reduction="none")
+    active = (near & (target[..., 0] > 0)).to(per.dtype)  # (B, N, J)
+    inactive = (near & (target[..., 0] <= 0)).to(per.dtype)
+
+    def mean_over(mask, values):
+        return (values * mask).sum() / mask.sum().clamp(min=1.0)
+
+    loss_h = 0.5 * (mean_over(active, per[..., 0]) + mean_over(inactive, per[..., 0]))
+    loss_u = mean_over(active, per[..., 1:].sum(-1))
+    loss_vote = loss_h + loss_u
     total = config.sdf_weight * loss_sdf + config.vote_weight * loss_vote
     return {"loss": total, "loss_sdf": loss_sdf, "loss_vote": loss_vote}
 
@@ -69,6 +96,15 @@ def _atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, device="cpu") -> dict:
+    """A checkpoint read without pickle's code execution (``weights_only=True``: tensors,
+    numbers, strings, lists, dicts only); NVFError naming the file if it holds anything else."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError here
+        raise NVFError(f"{path}: not a loadable checkpoint ({str(e).splitlines()[0]})") from None
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -130,8 +166,13 @@ def load_run_config(run_dir) -> TrainConfig:
     return apply_overrides(TrainConfig(), data, str(path))
 
 
-def train(shards_dir, run_dir, config: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Train on a shard split; returns {"epochs", "steps", "last": last metrics row}."""
+def train(shards_dir, run_dir, config: TrainConfig, resume: bool = False, progress: bool = True,
+          on_checkpoint=None) -> dict:
+    """Train on a shard split; returns {"epochs", "steps", "last": last metrics row}.
+
+    ``on_checkpoint(epoch, run_dir)``, if given, is called after each checkpoint is written
+    (e.g. to evaluate a held-out split epoch by epoch: a learning curve).
+    """
     from tqdm import tqdm
 
     run_dir = Path(run_dir)
@@ -149,7 +190,7 @@ def train(shards_dir, run_dir, config: TrainConfig, resume: bool = False, progre
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start_epoch, step, rows = 0, 0, []
     if resume:
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ckpt = load_checkpoint(ckpt_path, device)
         try:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
@@ -158,6 +199,8 @@ def train(shards_dir, run_dir, config: TrainConfig, resume: bool = False, progre
         start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
         rows = _read_metrics(run_dir)[:start_epoch]
     _atomic_text(run_dir / CONFIG, config_to_json(config))
+    stats = ckpt["train_stats"] if resume and "train_stats" in ckpt else training_stats(shards_dir)
+    _atomic_text(run_dir / TRAIN_STATS, json.dumps(stats, indent=1) + "\n")
     _write_metrics(run_dir, rows)  # header, and drops rows of epochs after the checkpoint
     steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
@@ -166,7 +209,7 @@ def train(shards_dir, run_dir, config: TrainConfig, resume: bool = False, progre
         _atomic_torch_save({
             "model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
             "config": dataclasses.asdict(config), "joint_names": list(dataset.joint_names),
-            "radius": dataset.radius,
+            "radius": dataset.radius, "train_stats": stats,
         }, ckpt_path)
 
     bar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step", desc="train")
@@ -202,6 +245,8 @@ def train(shards_dir, run_dir, config: TrainConfig, resume: bool = False, progre
         if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
             save(epoch + 1)
             plot_loss_curve(run_dir, rows)
+            if on_checkpoint is not None:
+                on_checkpoint(epoch + 1, run_dir)
     bar.close()
     dataset.close()
     return {"epochs": config.epochs, "steps": step, "last": rows[-1] if rows else None}
@@ -214,65 +259,18 @@ def load_model(run_dir, device: torch.device) -> tuple[NVFNet, TrainConfig, dict
     ckpt_path = run_dir / CHECKPOINT
     if not ckpt_path.is_file():
         raise NVFError(f"{ckpt_path}: missing (train first)")
-    ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+    ckpt = load_checkpoint(ckpt_path, device)
+    if "train_stats" not in ckpt:
+        ckpt["train_stats"] = read_training_stats(run_dir)
     model = NVFNet(config.model, len(ckpt["joint_names"]), config.sdf_clamp).to(device)
     model.load_state_dict(ckpt["model"])
     model.eval()
     return model, config, ckpt
 
 
-@torch.no_grad()
-def predict(model: NVFNet, batch: dict, config: TrainConfig, radius: float, query: str = "stored",
-            grid_steps: int = 32, chunk: int = 16384):
-    """Joints (B, J, 3) for a batch; ``query`` is "stored" (the shard's points) or "grid" (frustum).
-
-    Returns (joints, points, sdf_pred): the query points and their predicted SDF as well.
-    """
-    image = batch["image"]
-    features = model.encoder(image * 2 - 1)
-    if query == "stored":
-        points = batch["points"]
-    elif query == "grid":
-        points = frustum_grid(batch["K"], image.shape[-1], batch["root"], grid_steps, grid_steps)
-    else:
-        raise NVFError(f"unknown query mode {query!r} (stored or grid)")
-    sdf_parts, vote_parts = [], []
-    for i in range(0, points.shape[1], chunk):
-        s, v = model.query(features, image.shape[-2:], points[:, i : i + chunk], batch["K"], batch["root"])
-        sdf_parts.append(s)
-        vote_parts.append(v)
-    sdf, votes = torch.cat(sdf_parts, 1), torch.cat(vote_parts, 1)
-    joints = vote_joints(points, sdf, votes, radius, config.vote_sdf_threshold, config.vote_top_fraction,
-                         config.vote_min_points, config.vote_min_h)
-    return joints, points, sdf
-
-
 def evaluate(run_dir, shards_dir, device: str | None = None, batch_size: int | None = None,
              query: str = "stored", progress: bool = True) -> dict:
-    """Evaluate a run on a shard split; writes and returns RUN/eval_<split>.json's content."""
-    from tqdm import tqdm
+    """:func:`nvf.evaluate.evaluate` (kept here for callers of the trainer's first API)."""
+    from nvf.evaluate import evaluate as run_evaluation
 
-    run_dir, shards_dir = Path(run_dir), Path(shards_dir)
-    dev = resolve_device(device or "auto")
-    model, config, ckpt = load_model(run_dir, dev)
-    dataset = shard_dataset(shards_dir, None, config.seed)
-    if list(dataset.joint_names) != list(ckpt["joint_names"]):
-        raise NVFError(f"{shards_dir}: joint set differs from the one {run_dir} was trained on")
-    loader = make_loader(dataset, batch_size or config.batch_size, False, config.num_workers, config.seed, 0)
-    preds, gts, sequences, sdf_err = [], [], [], []
-    for batch in tqdm(loader, disable=not progress, desc="evaluate", unit="batch"):
-        batch = to_device(batch, dev)
-        joints, _, sdf = predict(model, batch, config, dataset.radius, query)
-        preds.append(joints.double().cpu().numpy())
-        gts.append(batch["joints"].double().cpu().numpy())
-        sequences += list(batch["sequence"])
-        if query == "stored":
-            near = batch["sdf"].abs() < config.near_surface
-            sdf_err.append((sdf - batch["sdf"]).abs()[near].double().cpu().numpy())
-    dataset.close()
-    report = pose_report(np.concatenate(preds), np.concatenate(gts), sequences, dataset.joint_names)
-    report = {"split": shards_dir.name, "run": str(run_dir), "query": query, **report}
-    if sdf_err:
-        report["sdf_l1_near_mm"] = float(np.concatenate(sdf_err).mean() * MM_PER_M)
-    _atomic_text(run_dir / f"eval_{shards_dir.name}.json", json.dumps(report, indent=1) + "\n")
-    return report
+    return run_evaluation(run_dir, shards_dir, device, batch_size, query, progress)
