@@ -362,15 +362,25 @@ def validate(shards: Path, samples: int, points: int, body_model: str, seed: int
 @click.option("--worst", type=click.IntRange(min=0), default=20, show_default=True,
               help="How many worst frames to list and draw.")
 @click.option("--camera", default=None, help="Camera for the overlays (default: first with an image).")
+@click.option("--groundtruth", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Synthetic release (or its groundtruth/) to measure PVE against (default: the extracted one's).")
+@click.option("--intersection-stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Self-intersection depth on every N-th fitted frame.")
 @user_errors
-def audit(work: Path, body_model: str, worst: int, camera: str | None) -> None:
+def audit(work: Path, body_model: str, worst: int, camera: str | None, groundtruth: Path | None,
+          intersection_stride: int) -> None:
     """Write the fit-quality report WORK/audit/index.html (+ summary.json, plots, overlays)."""
+    import json
+
     from fitting.bodymodel import resolve_body_model
-    from pipeline.checks.audit import AuditConfig, write_audit
+    from pipeline.checks.audit import AuditConfig, audit_headline, write_audit
     from pipeline.store import WorkDir
 
     wd = WorkDir(work)
-    index = write_audit(wd, AuditConfig(body_model, worst, camera), resolve_body_model(body_model, wd.root))
+    config = AuditConfig(body_model, worst, camera, groundtruth=groundtruth, intersection_stride=intersection_stride)
+    index = write_audit(wd, config, resolve_body_model(body_model, wd.root))
+    for line in audit_headline(json.loads((index.parent / "summary.json").read_text())):
+        click.echo(line)
     click.echo(index)
 
 
