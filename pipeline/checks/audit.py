@@ -239,10 +239,16 @@ def _groundtruth_params(folder: Path, work: WorkDir, fit: SequenceFit, sha: str)
 
 def assess_sequence(work: WorkDir, fit: SequenceFit, model, config: AuditConfig,
                     groundtruth: Path | None = None) -> SequencePlausibility:
-    """The plausibility figures of one fitted sequence against its mocap (and the truth)."""
+    """The plausibility figures of one fitted sequence against its mocap (and the truth).
+
+    ``fit`` may be a subset of the file's frames (:func:`fit_subset`); the figures are of its frames.
+    """
     from pipeline.checks import plausibility as P
 
     params, sha = read_fit_params(work.fit_sequence(fit.subject, fit.sequence))
+    with np.load(work.fit_sequence(fit.subject, fit.sequence)) as z:
+        rows = np.searchsorted(z["frame_index"], fit.frame_index)
+    params = {k: (v if k == "betas" else v[rows]) for k, v in params.items()}
     verts, joints55 = P.posed_bodies(model, params)
     rest_verts, rest_joints = P.rest_body(model, params["betas"])
     axes = P.model_bone_axes(rest_joints)
@@ -274,6 +280,34 @@ def assess_sequence(work: WorkDir, fit: SequenceFit, model, config: AuditConfig,
         rotvec_deg=np.degrees(P.rotvec_norms(go, bp)), limit_deg=P.limit_violations_deg(bp, axes),
         twist_deg=P.limb_twists_deg(bp, axes), intersection_mm=depth, intersecting_vertices=count,
         residual_m=residual, **extra)
+
+
+def fit_subset(fit: SequenceFit, frames: list[int]) -> SequenceFit:
+    """The same sequence restricted to some of its fitted frames (DataError if one was not fitted)."""
+    rows = []
+    for frame in frames:
+        hit = np.flatnonzero(fit.frame_index == frame)
+        if hit.size == 0:
+            raise DataError(f"{fit.subject} {fit.sequence}: frame {frame} was not fitted")
+        rows.append(int(hit[0]))
+    pick = lambda a: None if a is None else a[rows]  # noqa: E731
+    return SequenceFit(fit.subject, fit.sequence, fit.frame_index[rows], fit.mpjpe_mm[rows], fit.joint_err_mm[rows],
+                       fit.converged[rows], pick(fit.lm_converged), pick(fit.outlier))
+
+
+def describe_frame(work: WorkDir, model_path: Path, subject: str, sequence: str, frame: int,
+                   config: AuditConfig = AuditConfig()) -> str:
+    """``frame_report`` of one fitted frame, computed from the work dir (show-fit's text)."""
+    from fitting.bodymodel import cached_body_model_f64
+
+    fits = [f for f in read_fits(work, config.outlier_floor_mm, config.outlier_factor)
+            if (f.subject, f.sequence) == (subject, sequence)]
+    if not fits:
+        raise DataError(f"{work.fit_sequence(subject, sequence)}: no such fitted sequence")
+    one = fit_subset(fits[0], [frame])
+    groundtruth = find_groundtruth(work, fits, config.groundtruth)
+    p = assess_sequence(work, one, cached_body_model_f64(str(model_path)), config, groundtruth)
+    return frame_report(one, p, frame, config)
 
 
 def _dist(x: np.ndarray) -> dict:
