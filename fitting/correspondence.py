@@ -99,3 +99,29 @@ def h36m32_from_smplx(joints55: torch.Tensor, landmark_vertices: torch.Tensor) -
     w_j = torch.as_tensor(w_j, dtype=joints55.dtype, device=joints55.device)
     w_v = torch.as_tensor(w_v, dtype=joints55.dtype, device=joints55.device)
     return w_j @ joints55 + w_v @ landmark_vertices
+
+
+# h36m32 joint -> the smplx55 joint whose world rotation is the frame of the joint's parent
+# bone (the segment from the joint's h36m32 parent to the joint): a joint defined differently
+# by a mocap system (a Vicon joint centre against SMPL-X's) sits at a fixed offset in this
+# frame. The root's frame is the pelvis; joints read off the hand (thumb, middle finger, their
+# surface sites) move with the wrist, the foot's surface sites with the toes.
+H36M32_BONE_FRAME: dict[str, str] = {
+    "Hips": "pelvis",
+    "RightUpLeg": "pelvis", "RightLeg": "right_hip", "RightFoot": "right_knee",
+    "RightToeBase": "right_ankle", "RightToeSite": "right_foot",
+    "LeftUpLeg": "pelvis", "LeftLeg": "left_hip", "LeftFoot": "left_knee",
+    "LeftToeBase": "left_ankle", "LeftToeSite": "left_foot",
+    "Spine": "pelvis", "Spine1": "spine2", "Neck": "spine3", "Head": "neck", "HeadSite": "head",
+    "LeftShoulder": "spine3", "LeftArm": "left_collar", "LeftForeArm": "left_shoulder",
+    "LeftHand": "left_elbow", "LeftHandThumb": "left_wrist", "LeftThumbSite": "left_wrist",
+    "L_Wrist_End": "left_wrist", "LeftWristSite": "left_wrist",
+    "RightShoulder": "spine3", "RightArm": "right_collar", "RightForeArm": "right_shoulder",
+    "RightHand": "right_elbow", "RightHandThumb": "right_wrist", "RightThumbSite": "right_wrist",
+    "R_Wrist_End": "right_wrist", "RightWristSite": "right_wrist",
+}
+
+
+def bone_frame_index() -> np.ndarray:
+    """(32,) smplx55 index of each h36m32 joint's bone frame (``H36M32_BONE_FRAME``), h36m32 order."""
+    return np.array([SMPLX55.index(H36M32_BONE_FRAME[n]) for n in H36M32.names], dtype=np.int64)

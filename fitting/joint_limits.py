@@ -291,3 +291,72 @@ def check_table() -> None:
         for r in (lim.u_range, lim.v_range, lim.twist_range):
             if not r[0] < 0 < r[1] or not np.all(np.abs(r) <= 180):
                 raise ValueError(f"joint limit {name}: range {r} must hold 0 and lie in [-180, 180]")
+
+
+def limit_residual_jacobian(body_pose: torch.Tensor, bone_axes_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hinge residuals and their exact Jacobian, for the LM solver.
+
+    Args:
+        body_pose: (B, 63) axis-angle of the 21 body joints, radians.
+        bone_axes_: (21, 3) unit rest bone axes.
+    Returns:
+        r (B, 42) as ``limit_residual``; J (B, 42, 63), d r / d body_pose (each joint's two
+        residuals depend on its own 3 components only: three forward-mode tangents suffice).
+    """
+    from torch.func import jvp
+
+    rv = body_pose.unflatten(-1, (21, 3))
+
+    def f(x):
+        s, t = limit_excess(x, bone_axes_)
+        return torch.stack([s, t], -2)  # (B, 2, 21)
+
+    cols = []
+    r = None
+    for i in range(3):
+        tangent = torch.zeros_like(rv)
+        tangent[..., i] = 1.0
+        r, d = jvp(f, (rv,), (tangent,))
+        cols.append(d)
+    d = torch.stack(cols, -1)  # (B, 2, 21, 3)
+    b = body_pose.shape[0]
+    jac = body_pose.new_zeros((b, 2, 21, 21, 3))
+    j = torch.arange(21, device=body_pose.device)
+    jac[:, :, j, j, :] = d
+    return r.flatten(1), jac.flatten(-2).flatten(1, 2)
+
+
+def _rotvec_of_quat(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """(..., 3) rotation vectors (norm <= π) of unit quaternions (w (...,), v (..., 3))."""
+    sign = torch.where(w < 0, -1.0, 1.0).to(w.dtype)
+    w, v = w * sign, v * sign[..., None]
+    s2 = (v * v).sum(-1)
+    small = s2 < 1e-14
+    s = torch.sqrt(torch.where(small, torch.ones_like(s2), s2))
+    ratio = torch.where(small, 2.0 / w.clamp_min(1e-30), 2.0 * torch.atan2(s, w) / s)
+    return v * ratio[..., None]
+
+
+def project_to_limits(body_pose: torch.Tensor, bone_axes_: torch.Tensor) -> torch.Tensor:
+    """(..., 21, 3) the nearest rotations within the limits (twist clamped to its range, swing
+    scaled back along its ray to the elliptical boundary); joints inside are returned as
+    given (bit for bit). body_pose (..., 21, 3) radians; bone_axes_ (21, 3) unit."""
+    ref, lo, hi = limit_arrays(body_pose.dtype, body_pose.device)
+    axes = bone_axes_.to(body_pose.dtype)
+    u, v = _frames(axes, ref)
+    swing, twist = swing_twist(body_pose, axes)
+    su, sv = (swing * u).sum(-1), (swing * v).sum(-1)
+    lu = torch.where(su >= 0, hi[:, 0], -lo[:, 0])
+    lv = torch.where(sv >= 0, hi[:, 1], -lo[:, 1])
+    rho = torch.sqrt((su / lu) ** 2 + (sv / lv) ** 2)
+    swing_out = rho > 1.0
+    twist_c = torch.minimum(torch.maximum(twist, lo[:, 2]), hi[:, 2])
+    out = swing_out | (twist_c != twist)
+    swing = swing / torch.where(swing_out, rho, torch.ones_like(rho))[..., None]
+    ws, vs = _quat_of_rotvec(swing)
+    wt, st = torch.cos(0.5 * twist_c), torch.sin(0.5 * twist_c)
+    vt = st[..., None] * axes
+    # q = q_swing * q_twist
+    w = ws * wt - (vs * vt).sum(-1)
+    vec = ws[..., None] * vt + wt[..., None] * vs + torch.cross(vs, vt, dim=-1)
+    return torch.where(out[..., None], _rotvec_of_quat(w, vec), body_pose)

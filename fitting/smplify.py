@@ -27,6 +27,7 @@ restart from each neighbour's pose; a last LM pass on all frames adds temporal s
 from __future__ import annotations
 
 import contextlib
+import os
 import logging
 import math
 from dataclasses import dataclass, field
@@ -49,8 +50,11 @@ from fitting.lbs_subset import (
     rest_vertices,
     skinner_from_smplx,
 )
+from fitting.joint_limits import bone_axes, limit_residual, limit_residual_jacobian, project_to_limits
+from fitting.lm import LMResult, lm_batched
 from fitting.losses import gmof_energy, neighbour_mean, per_joint_error_mm
-from fitting.priors import ANGLE_LIMIT_INDEX, ANGLE_LIMIT_SIGN, GMMPrior, angle_limit_residual
+from fitting.priors import GMMPrior
+from fitting.rotations import kabsch, matrix_to_rotvec, principal_rotvec
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +81,26 @@ class FitConfig:
     gmm_prior_weight: float = 1e-2
     """Weight of a user's GMM prior (replaces the L2 prior when given)."""
     angle_limit_weight: float = 1e4
-    """Weight of the knee/elbow hyper-extension hinge."""
+    """Weight of the anatomical limit hinges (fitting.joint_limits: swing and twist of every
+    body joint beyond its range, radians; 1e4 makes 1 deg beyond cost as much as 1.7 cm)."""
+    max_rotation_step_rad: float = 0.5
+    """Trust region of one LM step: the change of each joint's rotation vector is scaled
+    down to at most this norm (steps cannot run away along directions the joints do not see)."""
+    rotation_damping_floor: float = 100.0
+    """Lower bound of the LM damping scale of rotation parameters (cm^2 per rad^2, i.e. a
+    10 cm lever): unobserved rotations are damped like observed ones."""
     temporal_weight: float = 1e-1
     """Weight of the smoothness term on body_pose (rad) and transl (scaled to cm)."""
-    beta_prior_weight: float = 1e-3
-    """Weight of the L2 prior on betas (per frame of the shape fit)."""
+    beta_prior_weight: float = 1e-5
+    """Weight of the L2 prior on betas per frame of the shape fit (small: on exact data the
+    shape fit reaches the exact solution)."""
+    beta_soft_bound: float = 2.5
+    """|beta| beyond this is penalised by a hinge of weight ``beta_bound_weight`` per frame."""
+    beta_bound_weight: float = 1e2
+    """Weight of the beta hinge (per frame, cm^2 per unit^2): a shape that a skeleton
+    mismatch would drive off stays near the plausible range."""
+    beta_bound: float = 3.0
+    """Hard bound: betas are clamped to [-beta_bound, beta_bound] after every step."""
     keyframe_step: int = 16
     """Keyframe spacing: frames between keyframes are fitted in sweeps warm-started from
     their neighbour, all chunks in one batch per step."""
@@ -203,105 +222,6 @@ def regressor_targets(model, regressor: np.ndarray, *, dtype, device) -> JointTa
         torch.as_tensor(torso, device=device))
 
 
-# ----------------------------------------------------------------------------- rotations
-
-
-def matrix_to_rotvec(r: torch.Tensor) -> torch.Tensor:
-    """(..., 3) axis-angle of rotation matrices (..., 3, 3), robust up to angle pi."""
-    m = r
-    tr = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
-    # Quaternion via the largest of four candidates (Shepperd), then 2 atan2(|v|, w).
-    cands = torch.stack([
-        torch.stack([1 + tr, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
-        torch.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2], m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
-        torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], m[..., 1, 2] + m[..., 2, 1]], -1),
-        torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1),
-    ], -2)  # (..., 4, 4): row i is 4 q_i q
-    diag = torch.stack([1 + tr, 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
-                        1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], 1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1)
-    best = diag.argmax(-1)
-    q = torch.take_along_dim(cands, best[..., None, None], dim=-2)[..., 0, :]
-    q = q / torch.linalg.norm(q, dim=-1, keepdim=True)
-    q = q * torch.where(q[..., :1] < 0, -1.0, 1.0)
-    v = q[..., 1:]
-    s = torch.linalg.norm(v, dim=-1, keepdim=True)
-    angle = 2 * torch.atan2(s, q[..., :1])
-    scale = torch.where(s > 1e-8, angle / s.clamp_min(1e-12), 2.0 + 0 * s)
-    return v * scale
-
-
-def kabsch(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rigid (R, t) with dst ≈ R src + t, least squares. src, dst (..., N, 3) -> R (..., 3, 3), t (..., 3)."""
-    cs, cd = src.mean(-2, keepdim=True), dst.mean(-2, keepdim=True)
-    h = (src - cs).transpose(-1, -2) @ (dst - cd)
-    u, _, vt = torch.linalg.svd(h)
-    d = torch.sign(torch.linalg.det(vt.transpose(-1, -2) @ u.transpose(-1, -2)))
-    fix = torch.ones_like(h[..., 0])
-    fix = torch.cat([fix[..., :2], d[..., None]], -1)
-    r = vt.transpose(-1, -2) @ torch.diag_embed(fix) @ u.transpose(-1, -2)
-    t = cd[..., 0, :] - (r @ cs[..., 0, :, None])[..., 0]
-    return r, t
-
-
-# ----------------------------------------------------------------------------- LM core
-
-
-def _solve_spd(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """x = a^-1 b for batched SPD a (..., n, n), b (..., n); float64 inside for stability."""
-    a64, b64 = a.double(), b.double()
-    chol, info = torch.linalg.cholesky_ex(a64)
-    x = torch.cholesky_solve(b64[..., None], chol)[..., 0]
-    bad = info != 0
-    if bool(bad.any()):
-        x = torch.where(bad[..., None], torch.linalg.lstsq(a64, b64[..., None]).solution[..., 0], x)
-    return x.to(a.dtype)
-
-
-@dataclass
-class LMResult:
-    params: torch.Tensor
-    """(B, P) solution."""
-    cost: torch.Tensor
-    """(B,) final energy."""
-    converged: torch.Tensor
-    """(B,) bool."""
-    iterations: int = 0
-
-
-def lm_batched(fn, params: torch.Tensor, iters: int, tol: float, lam0: float = 1e-3) -> LMResult:
-    """Levenberg–Marquardt on B independent problems at once, with per-problem damping.
-
-    Args:
-        fn: ``fn(p (B, P), jacobian: bool) -> (r (B, R), J (B, R, P) or None, cost (B,))``:
-            Gauss–Newton residuals (|r|^2 = cost except for IRLS-weighted robust terms) and
-            the true energy; problems must be independent (row b depends on row b of p only).
-        params: (B, P) start.
-    """
-    b = params.shape[0]
-    lam = params.new_full((b,), lam0)
-    converged = torch.zeros(b, dtype=torch.bool, device=params.device)
-    r, jac, cost = fn(params, True)
-    done = 0
-    for it in range(1, iters + 1):
-        done = it
-        a = jac.transpose(-1, -2) @ jac
-        g = (jac.transpose(-1, -2) @ r[..., None])[..., 0]
-        diag = a.diagonal(dim1=-2, dim2=-1)
-        step = -_solve_spd(a + torch.diag_embed(lam[:, None] * (diag + 1e-6)), g)
-        trial = params + step
-        r_new, jac_new, cost_new = fn(trial, True)
-        accept = torch.isfinite(cost_new) & (cost_new < cost)
-        converged = accept & ((cost - cost_new) < tol * (cost + 1.0))
-        params = torch.where(accept[:, None], trial, params)
-        r = torch.where(accept[:, None], r_new, r)
-        jac = torch.where(accept[:, None, None], jac_new, jac)
-        cost = torch.where(accept, cost_new, cost)
-        lam = torch.where(accept, lam / 3, lam * 4).clamp(1e-9, 1e9)
-        if bool(converged.all()):
-            break
-    return LMResult(params, cost, converged, done)
-
-
 # ----------------------------------------------------------------------------- fitter
 
 
@@ -346,6 +266,11 @@ class Fitter:
         self.num_betas = self.skinner.num_betas
         self.gmm = gmm.to(self.dtype, self.device) if gmm is not None else None
         self.chunk = config.chunk_frames or (4096 if self.device.type == "cuda" else 512)
+        self.bone_axes = bone_axes(self.skinner.j_template)
+        """(21, 3) rest bone axes of the model's mean shape (the frame of the joint limits)."""
+        floor = torch.full((NUM_POSE_PARAMS,), config.rotation_damping_floor, **kw)
+        floor[66:] = 1e-6
+        self.damping_floor = floor
 
     # -- residuals -------------------------------------------------------------------
 
@@ -365,7 +290,20 @@ class Fitter:
             prior = math.sqrt(c.gmm_prior_weight) * self.gmm.residual(body_pose)
         else:
             prior = math.sqrt(c.pose_prior_weight) * body_pose
-        return prior, math.sqrt(c.angle_limit_weight) * angle_limit_residual(body_pose)
+        return prior, math.sqrt(c.angle_limit_weight) * limit_residual(body_pose, self.bone_axes)
+
+    def retract(self, p: torch.Tensor, step: torch.Tensor, cap: bool = True) -> torch.Tensor:
+        """Trial parameters (B, 69) of an LM step (B, 69) from p: each joint's rotation step
+        limited to ``max_rotation_step_rad`` (unless not ``cap``), the rotation vectors
+        re-expressed with norm <= π."""
+        rot = step[:, :66].unflatten(-1, (22, 3))
+        if cap:
+            norm = torch.linalg.norm(rot, dim=-1, keepdim=True)
+            m = self.config.max_rotation_step_rad
+            rot = rot * torch.where(norm > m, m / norm.clamp_min(1e-30), torch.ones_like(norm))
+        new_rot = principal_rotvec(p[:, :66].unflatten(-1, (22, 3)) + rot)
+        body = project_to_limits(new_rot[:, 1:], self.bone_axes)
+        return torch.cat([new_rot[:, 0], body.flatten(1), p[:, 66:] + step[:, 66:]], 1)
 
     def residuals(self, p, target, joints_rest, verts_rest, nbr, w_time, sigma, jacobian: bool):
         """Stacked residuals of frames, optionally with their exact Jacobian.
@@ -376,7 +314,7 @@ class Fitter:
             nbr: (B, 69) neighbour means for smoothness; w_time: (B,) its weight;
             sigma: Geman–McClure scale, metres.
         Returns:
-            r (B, R) and J (B, R, 69) (None unless jacobian), R = 3M + 63 + 4 + 66.
+            r (B, R) and J (B, R, 69) (None unless jacobian), R = 3M + 63 + 42 + 66.
         """
         full_pose, transl = self._full_pose(p), p[:, 66:69]
         if jacobian:
@@ -415,10 +353,8 @@ class Fitter:
         else:
             j_prior[:, :, 3:66] = math.sqrt(self.config.pose_prior_weight) * torch.eye(63, dtype=p.dtype, device=p.device)
         j_lim = p.new_zeros((b, limits.shape[1], n_p))
-        idx = torch.as_tensor(ANGLE_LIMIT_INDEX, device=p.device)
-        sign = torch.as_tensor(ANGLE_LIMIT_SIGN, dtype=p.dtype, device=p.device)
-        active = (body[:, idx] * sign > 0).to(p.dtype)
-        j_lim[:, torch.arange(len(idx)), 3 + idx] = math.sqrt(self.config.angle_limit_weight) * sign * active
+        j_lim[:, :, 3:66] = math.sqrt(self.config.angle_limit_weight) * limit_residual_jacobian(
+            body, self.bone_axes)[1]
         j_smooth = p.new_zeros((b, 66, n_p))
         diag_s = torch.cat([torch.ones(63, dtype=p.dtype, device=p.device),
                             torch.full((3,), 1 / DATA_UNIT_M, dtype=p.dtype, device=p.device)])
@@ -474,7 +410,8 @@ class Fitter:
                 def fn(x, jacobian, sl=sl, sigma=sigma):
                     return self.residuals(x, target[sl], jr, vr, nbr[sl], wt[sl], sigma, jacobian)
 
-                res = lm_batched(fn, p, n, self.config.tol)
+                res = lm_batched(fn, p, n, self.config.tol, damping_floor=self.damping_floor,
+                                 retract=self.retract)
                 p = res.params
             out_p.append(res.params)
             out_c.append(res.cost)
@@ -650,7 +587,7 @@ class Fitter:
             if picks else None
         if target is None:
             raise ValueError("no frames to fit a shape to")
-        betas = target.new_zeros(self.num_betas)
+        betas = self._betas_from_bone_lengths(target)
         # These frames have no warm start and a shared shape must not absorb poses that have
         # not converged: more iterations than keyframes get, and two rounds of
         # (poses alone with a global damping each, then betas + poses jointly).
@@ -661,6 +598,63 @@ class Fitter:
         err = self.frame_errors_mm(p, target, betas).mean(-1)
         return _np(betas).astype(np.float64), {"frames": np.asarray(picks, dtype=np.int64).reshape(-1, 2),
                                                "mpjpe_mm": _np(err)}
+
+    def rigid_pairs(self, betas: torch.Tensor | None = None, poses: int = 16, tol_m: float = 5e-4) -> torch.Tensor:
+        """(Q, 2) pairs of predicted target rows whose distance the body pose does not change
+        (bones: both ends on one rigid segment), found on random poses of the model; pairs
+        closer than 5 cm are left out."""
+        betas = torch.zeros(self.num_betas, dtype=self.dtype, device=self.device) if betas is None else betas
+        jr, vr = rest_joints(self.skinner, betas), rest_vertices(self.skinner, betas)
+        gen = torch.Generator().manual_seed(0)
+        p = (torch.rand((poses, NUM_POSE_PARAMS), generator=gen, dtype=torch.float64) - 0.5).to(self.dtype)
+        p = p.to(self.device)
+        p[0] = 0.0
+        pred = self._predict(p, jr, vr)  # (poses, M, 3)
+        d = torch.linalg.norm(pred[:, :, None] - pred[:, None], dim=-1)  # (poses, M, M)
+        spread = d.max(0).values - d.min(0).values
+        ok = (spread < tol_m) & (d[0] > 0.05)
+        ok = torch.triu(ok, diagonal=1)
+        return torch.nonzero(ok)
+
+    def _betas_from_bone_lengths(self, target: torch.Tensor, iters: int = 20) -> torch.Tensor:
+        """(NB,) betas whose rest bone lengths match the median mocap bone lengths of target
+        (N, M, 3): a pose-free start for the joint shape fit (Gauss–Newton, same beta prior
+        and bounds as the joint fit)."""
+        c = self.config
+        pairs = self.rigid_pairs()
+        if pairs.shape[0] == 0:
+            return target.new_zeros(self.num_betas)
+        i, j = pairs[:, 0], pairs[:, 1]
+        data = torch.linalg.norm(target[:, i] - target[:, j], dim=-1).median(0).values  # (Q,)
+        zero = target.new_zeros((1, NUM_POSE_PARAMS))
+        n = target.shape[0]
+        wb, wh = c.beta_prior_weight * n, c.beta_bound_weight * n
+
+        def res(b):
+            pred = self._predict(zero, rest_joints(self.skinner, b), rest_vertices(self.skinner, b))[0]
+            d = torch.linalg.norm(pred[i] - pred[j], dim=-1)
+            hinge = torch.relu(b.abs() - c.beta_soft_bound)
+            # the data term weighs as much as the n frames it summarises
+            return torch.cat([math.sqrt(n) * (d - data) / DATA_UNIT_M, math.sqrt(wb) * b, math.sqrt(wh) * hinge])
+
+        b = target.new_zeros(self.num_betas)
+        lam = 1e-3
+        r = res(b)
+        for _ in range(iters):
+            jac = jacfwd(res)(b)
+            a = jac.T @ jac
+            g = jac.T @ r
+            step = -torch.linalg.solve(a + lam * torch.diag(a.diagonal() + 1e-6), g)
+            b_new = (b + step).clamp(-c.beta_bound, c.beta_bound)
+            r_new = res(b_new)
+            if (r_new * r_new).sum() < (r * r).sum():
+                done = float((r * r).sum() - (r_new * r_new).sum()) < 1e-9 * float((r * r).sum() + 1)
+                b, r, lam = b_new, r_new, max(lam / 3, 1e-9)
+                if done:
+                    break
+            else:
+                lam *= 4
+        return b
 
     def _joint_shape_lm(self, p, betas, target, iters):
         """LM over (betas, all poses) with a Schur complement on the per-frame blocks."""
@@ -683,19 +677,25 @@ class Fitter:
             return res(pp, b, False)[2]
 
         wb = c.beta_prior_weight * p.shape[0]
+        wh = c.beta_bound_weight * p.shape[0]
         lam = 1e-3
 
+        def hinge(b):
+            return torch.relu(b.abs() - c.beta_soft_bound)
+
         def total(cost_frames, b):
-            return cost_frames.sum() + wb * (b * b).sum()
+            return cost_frames.sum() + wb * (b * b).sum() + wh * (hinge(b) ** 2).sum()
 
         for _ in range(iters):
             (jp, jb), r, cost_f = jac_fn(p, betas)
             cost = total(cost_f, betas)
             app = jp.transpose(-1, -2) @ jp
             apb = jp.transpose(-1, -2) @ jb
-            abb = (jb.transpose(-1, -2) @ jb).sum(0) + wb * torch.eye(self.num_betas, dtype=p.dtype, device=p.device)
+            active = (hinge(betas) > 0).to(p.dtype)
+            abb = (jb.transpose(-1, -2) @ jb).sum(0) + torch.diag_embed(wb + wh * active)
             gp = (jp.transpose(-1, -2) @ r[..., None])[..., 0]
-            gb = (jb.transpose(-1, -2) @ r[..., None])[..., 0].sum(0) + wb * betas
+            gb = (jb.transpose(-1, -2) @ r[..., None])[..., 0].sum(0) + wb * betas \
+                + wh * torch.sign(betas) * hinge(betas)
             app_d = app + torch.diag_embed(lam * (app.diagonal(dim1=-2, dim2=-1) + 1e-6))
             abb_d = abb + torch.diag_embed(lam * (abb.diagonal() + 1e-6))
             # Schur complement: eliminate the per-frame pose blocks
@@ -706,8 +706,11 @@ class Fitter:
             rhs = -gb.double() + (apb.double().transpose(-1, -2) @ inv_gp[..., None])[..., 0].sum(0)
             db = torch.linalg.solve(s, rhs)
             dp = -inv_gp - (inv_apb @ db)
-            p_new, b_new = p + dp.to(p.dtype), betas + db.to(p.dtype)
+            p_new = self.retract(p, dp.to(p.dtype), cap=False)
+            b_new = (betas + db.to(p.dtype)).clamp(-c.beta_bound, c.beta_bound)
             cost_new = total(val_fn(p_new, b_new), b_new)
+            if os.environ.get("DBG"):
+                print("shapeLM", float(cost), float(cost_new), lam, betas.abs().max().item())
             if torch.isfinite(cost_new) and cost_new < cost:
                 rel = float((cost - cost_new) / cost)
                 p, betas, lam = p_new, b_new, max(lam / 3, 1e-9)
