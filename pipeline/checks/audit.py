@@ -195,6 +195,9 @@ class SequencePlausibility:
     """(T, len(REGIONS)) mean PVE per body region, mm."""
     pve_vertex_mm: np.ndarray | None = None
     """(T, V) float32 per-vertex error, mm (for percentiles over all vertices)."""
+    true_intersection_mm: np.ndarray | None = None
+    """(T,) the true mesh's deepest self-intersection, mm (NaN where skipped): LBS bodies
+    intersect themselves too (armpits, bent knees), so the fit's figure reads against it."""
 
 
 def find_groundtruth(work: WorkDir, fits: list[SequenceFit], given: Path | None) -> Path | None:
@@ -272,8 +275,13 @@ def assess_sequence(work: WorkDir, fit: SequenceFit, model, config: AuditConfig,
         pve = P.per_vertex_error(verts, true_verts) * MM_PER_M
         regions = P.vertex_regions(model.lbs_weights.detach().cpu().numpy())
         true_twist = P.limb_twists_deg(truth["body_pose"][fit.frame_index], axes)
+        true_rest, _ = P.rest_body(model, truth["betas"])
+        true_creases = P.intruding_vertices(true_rest, faces)
+        true_depth = np.full(len(verts), np.nan)
+        for t in np.flatnonzero(np.isfinite(depth)):
+            true_depth[t] = P.self_intersection_depth(true_verts[t], faces, true_rest, true_creases).max() * MM_PER_M
         extra = {"pve_mm": pve.mean(-1), "pve_region_mm": P.region_means(pve, regions),
-                 "pve_vertex_mm": pve.astype(np.float32),
+                 "pve_vertex_mm": pve.astype(np.float32), "true_intersection_mm": true_depth,
                  "twist_error_deg": P.wrap_deg(P.limb_twists_deg(bp, axes) - true_twist)}
     return SequencePlausibility(
         fit.subject, fit.sequence, fit.frame_index, params["betas"],
@@ -395,6 +403,7 @@ def summarize_plausibility(plaus: list[SequencePlausibility], config: AuditConfi
                             for s in sorted({p.subject for p in plaus})},
             "twist_error_deg": {limb: float(twist_err[:, i].mean()) for i, limb in enumerate(P.LIMB_JOINTS)},
         }
+        out["self_intersection"]["truth_depth_mm"] = _dist(cat("true_intersection_mm"))
     return out
 
 
@@ -440,7 +449,8 @@ def frame_report(fit: SequenceFit, p: SequencePlausibility, frame: int, config: 
                  + ("" if p.twist_error_deg is None else
                     " (error vs truth: " + ", ".join(f"{x:+.0f}°" for x in p.twist_error_deg[t]) + ")"))
     if np.isfinite(p.intersection_mm[t]):
-        lines.append(f"  self-intersection: {p.intersection_mm[t]:.1f} mm deep, {p.intersecting_vertices[t]} vertices")
+        lines.append(f"  self-intersection: {p.intersection_mm[t]:.1f} mm deep, {p.intersecting_vertices[t]} vertices"
+                     + ("" if p.true_intersection_mm is None else f" (the true mesh: {p.true_intersection_mm[t]:.1f} mm)"))
     lines.append(f"  |β| = {np.linalg.norm(p.betas):.2f} (max |β_i| {np.abs(p.betas).max():.2f})")
     if p.pve_mm is not None:
         lines.append(f"  PVE vs the true mesh: {p.pve_mm[t]:.1f} mm mean; "
@@ -758,7 +768,9 @@ def audit_headline(summary: dict) -> list[str]:
                      f"{p['joint_limits']['frames_beyond']} beyond the joint limits "
                      f"(max {p['joint_limits']['max_deg']:.1f}°), |β| {betas}; self-intersection "
                      f"{p['self_intersection']['frames_beyond']} frames > {p['self_intersection']['tolerance_mm']:g} mm "
-                     f"(max {p['self_intersection']['depth_mm']['max'] or 0:.1f} mm)")
+                     f"(max {p['self_intersection']['depth_mm']['max'] or 0:.1f} mm"
+                     + (f"; true meshes {p['self_intersection']['truth_depth_mm']['max'] or 0:.1f} mm"
+                        if "truth_depth_mm" in p["self_intersection"] else "") + ")")
         if "pve" in p:
             v = p["pve"]
             lines.append(f"PVE vs the true mesh: mean {v['mean_mm']:.1f} mm, p95 {v['p95_mm']:.1f} mm; "
@@ -795,7 +807,10 @@ def _plausibility_html(summary: dict) -> list[str]:
         f"(max {rot['max_deg']:.0f}°); <b>{lim['frames_beyond']}</b> beyond the anatomical joint limits by more than "
         f"{lim['tolerance_deg']:g}° (max {lim['max_deg']:.1f}°); <b>{si['frames_beyond']}</b> of "
         f"{si['frames_checked']} checked frames self-intersect deeper than {si['tolerance_mm']:g} mm "
-        f"(max {si['depth_mm']['max'] or 0:.1f} mm).</p>",
+        f"(max {si['depth_mm']['max'] or 0:.1f} mm"
+        + (f"; the true meshes: max {si['truth_depth_mm']['max'] or 0:.1f} mm, mean of the frames' deepest "
+           f"{si['truth_depth_mm']['mean'] or 0:.1f} mm against the fit's {si['depth_mm']['mean'] or 0:.1f} mm"
+           if "truth_depth_mm" in si else "") + ").</p>",
         "<h3>Joints beyond their limits</h3>",
         _table(["joint", "frames beyond", "max (°)", "mean excess (°)"],
                [[n, v["frames_beyond"], v["max_deg"], v["mean_excess_deg"]] for n, v in lim["per_joint"].items()])
