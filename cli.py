@@ -6,7 +6,6 @@ bad selection, a busy work dir) become one-line messages; ``-v`` shows traceback
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -14,12 +13,14 @@ from pathlib import Path
 
 import click
 
-from fitting.errors import BodyModelError
-from nvf.errors import NVFError
-from pipeline.errors import DataError, SelectionError, WorkDirBusy
-from sampling.errors import ShardError
-
-USER_ERRORS = (DataError, BodyModelError, ShardError, NVFError, WorkDirBusy, FileNotFoundError)
+from pipeline.orchestration.commands import (
+    body_model_option,
+    build_selection_from,
+    quiet_dask_logs,
+    register_stage_commands,
+    selection_options,
+    user_errors,
+)
 
 
 def _version() -> str:
@@ -27,52 +28,6 @@ def _version() -> str:
         return version("h36m-nvf")
     except PackageNotFoundError:
         return "0+unknown"
-
-
-def user_errors(fn):
-    """Turn the library's user-facing errors into click's one-line errors (exit 1 / 2)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SelectionError as e:
-            raise click.UsageError(str(e)) from e
-        except USER_ERRORS as e:
-            if logging.getLogger().isEnabledFor(logging.DEBUG):
-                raise
-            raise click.ClickException(str(e)) from e
-
-    return wrapper
-
-
-def selection_options(fn):
-    """The selection options every stage accepts (see pipeline.selection)."""
-    options = [
-        click.option("--subjects", help="Comma-separated subjects, e.g. S1,S5 (default: all)."),
-        click.option("--actions", help="Comma-separated actions or sequences, e.g. Walking,Eating_2."),
-        click.option("--cameras", help="Comma-separated camera ids, e.g. 54138969."),
-        click.option("--frames", help="Mocap frame range START:STOP (stop exclusive)."),
-        click.option("--stride", type=click.IntRange(min=1), default=None,
-                     help="Keep every N-th frame (stage default when omitted)."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
-def build_selection_from(kwargs: dict, default_stride: int = 1):
-    """Pop the selection options out of a command's kwargs into a Selection."""
-    from pipeline.selection import build_selection
-
-    stride = kwargs.pop("stride", None)
-    return build_selection(
-        subjects=kwargs.pop("subjects", None),
-        actions=kwargs.pop("actions", None),
-        cameras=kwargs.pop("cameras", None),
-        frames=kwargs.pop("frames", None),
-        stride=default_stride if stride is None else stride,
-    )
 
 
 @click.group(context_settings={"auto_envvar_prefix": "H36M_NVF", "help_option_names": ["-h", "--help"]})
@@ -101,11 +56,11 @@ def body_model_synthetic(out_dir: Path, seed: int) -> None:
 
     The official download layout: ``smplx.create(OUT_DIR, model_type="smplx", ...)`` loads it.
     """
-    from fitting.bodymodel import model_sha256
+    from common.hashing import sha256_file
     from fitting.synthetic_model import write_synthetic_model
 
     path = write_synthetic_model(out_dir / "smplx", seed=seed)
-    click.echo(f"{path}  sha256={model_sha256(path)}")
+    click.echo(f"{path}  sha256={sha256_file(path)}")
 
 
 @body_model.command("check")
@@ -113,10 +68,11 @@ def body_model_synthetic(out_dir: Path, seed: int) -> None:
 @user_errors
 def body_model_check(model: Path) -> None:
     """Validate an SMPL-X model file (or a folder holding one); print its path and sha256."""
-    from fitting.bodymodel import model_sha256, resolve_body_model
+    from common.hashing import sha256_file
+    from fitting.bodymodel import resolve_body_model
 
     path = resolve_body_model(model, None)
-    click.echo(f"{path}  sha256={model_sha256(path)}")
+    click.echo(f"{path}  sha256={sha256_file(path)}")
 
 
 # --- synthetic release and inspection (pipeline/synthetic.py, pipeline/h36m.py) ---
@@ -176,156 +132,7 @@ def demo_data(out: Path, subjects: str, sequences: str, scale: float | None, **k
 # --- stages and orchestration (pipeline/runner.py, pipeline/stages/extract.py) ---
 
 
-def _orchestration_params(needs_release: bool) -> list[click.Parameter]:
-    """Options every stage command takes (before the selection and the stage's own)."""
-    return [
-        click.Option(["--h36m"], type=click.Path(exists=True, file_okay=False, path_type=Path),
-                     required=needs_release, help="Human3.6M release root (holds metadata.xml)."),
-        click.Option(["--out"], type=click.Path(file_okay=False, path_type=Path), required=True,
-                     help="Work directory WORK."),
-        click.Option(["--scheduler"], help="Attach to a dask scheduler, e.g. tcp://host:8786 "
-                     "(default: $H36M_NVF_SCHEDULER, else a local cluster)."),
-        click.Option(["--workers"], type=click.IntRange(min=1),
-                     help="Local cluster worker processes [default: one per core]."),
-        click.Option(["--force"], is_flag=True, help="Recompute units that are up to date."),
-        click.Option(["--dry-run"], is_flag=True, help="List the units and why they would run; change nothing."),
-        click.Option(["--keep-going"], is_flag=True, help="Exit 0 even when units failed (they are still reported)."),
-        click.Option(["--no-progress"], is_flag=True, help="No progress bar (for logs)."),
-        click.Option(["--wait"], is_flag=True, help="Wait for another run on WORK instead of refusing."),
-    ]
-
-
-def _decorator_params(decorator) -> list[click.Parameter]:
-    """The click parameters a decorator such as selection_options would add, in order."""
-
-    def target():
-        pass
-
-    decorator(target)
-    return list(reversed(target.__click_params__))
-
-
-def _stage_option_params(stages) -> list[click.Parameter]:
-    """click options of the stages' StageOption lists (first stage wins a shared name)."""
-    params, seen = [], set()
-    for stage in stages:
-        defaults = stage.config_defaults()
-        for opt in stage.options:
-            if opt.field in seen:
-                continue
-            seen.add(opt.field)
-            default = defaults.get(opt.field)
-            help_text = opt.help + (f"  [default: {default}]" if default is not None else "")
-            if opt.type is bool:
-                decl = f"{opt.flag}/--no-{opt.flag[2:]}"
-                params.append(click.Option([decl, opt.field], default=None, help=help_text))
-            else:
-                ptype = click.Path(path_type=Path) if opt.type is Path else opt.type
-                params.append(click.Option([opt.flag, opt.field], type=ptype, default=None, help=help_text))
-    return params
-
-
-class StageCommand(click.Command):
-    """``h36m-nvf <stage>`` or, with ``stage=None``, ``h36m-nvf run``; options built on first use.
-
-    The stage modules (pipeline/stages, registered in STAGE_MODULES) are imported only when
-    the command is used or its help shown, so ``h36m-nvf --help`` stays fast.
-    """
-
-    def __init__(self, name: str, stage: str | None) -> None:
-        super().__init__(name=name, callback=self._invoke)
-        self.stage_name = stage
-        self._built = False
-
-    def _stages(self):
-        from pipeline.stages import get_stage, stage_names
-
-        return [get_stage(n) for n in ([self.stage_name] if self.stage_name else stage_names())]
-
-    def _build(self) -> None:
-        if self._built:
-            return
-        stages = self._stages()
-        params = _orchestration_params(self.stage_name is not None and stages[0].needs_release)
-        if self.stage_name is None:
-            from pipeline.stages import stage_names
-
-            names = click.Choice(stage_names())
-            params += [click.Option(["--from", "first"], type=names, help="First stage [default: the first]."),
-                       click.Option(["--to", "last"], type=names, help="Last stage [default: the last].")]
-            self.help = ("Run the stages in order (" + " → ".join(s.name for s in stages)
-                         + "), each with its options; a stage only redoes what is not up to date.")
-        else:
-            stage = stages[0]
-            self.help = f"{stage.help}\n\nDefault --stride: {stage.default_stride}."
-        self.params = params + _decorator_params(selection_options) + _stage_option_params(stages)
-        self._built = True
-
-    def get_params(self, ctx):
-        self._build()
-        return super().get_params(ctx)
-
-    def get_short_help_str(self, limit: int = 45) -> str:
-        try:
-            self._build()
-        except Exception:  # a broken stage module must not break `h36m-nvf --help`
-            return f"Stage {self.stage_name or 'chain'} (cannot be loaded)."
-        return super().get_short_help_str(limit)
-
-    def format_help(self, ctx, formatter) -> None:
-        self._build()
-        super().format_help(ctx, formatter)
-
-    def _invoke(self, **kwargs) -> None:
-        from pipeline.stages import stage_range
-
-        if self.stage_name is None:
-            try:
-                names = stage_range(kwargs.pop("first"), kwargs.pop("last"))
-            except KeyError as e:
-                raise click.UsageError(e.args[0]) from e
-        else:
-            names = [self.stage_name]
-        _run_stage_names(names, kwargs)
-
-
-def quiet_dask_logs() -> None:
-    """Without -v, dask's INFO lines (scheduler and nanny start/stop) would bury the summaries."""
-    if not logging.getLogger().isEnabledFor(logging.DEBUG):
-        import distributed  # noqa: F401  (sets its loggers to INFO on import)
-
-        logging.getLogger("distributed").setLevel(logging.WARNING)
-
-
-@user_errors
-def _run_stage_names(names: list[str], kwargs: dict) -> None:
-    from pipeline.orchestration.api import run_stages
-
-    stride = kwargs.pop("stride", None)
-    selection = build_selection_from(kwargs)
-    common = {k: kwargs.pop(k) for k in ("scheduler", "workers", "force", "dry_run", "keep_going", "wait")}
-    progress = not kwargs.pop("no_progress")
-    out, h36m = kwargs.pop("out"), kwargs.pop("h36m", None)
-    if not common["dry_run"]:
-        quiet_dask_logs()
-    try:
-        reports = run_stages(names, out, h36m=h36m, selection=selection, stride=stride,
-                             options=kwargs, progress=progress, echo=click.echo, **common)
-    except ConnectionError as e:
-        raise click.ClickException(str(e)) from e
-    if any(r.failed for r in reports) and not common["keep_going"]:
-        click.get_current_context().exit(1)
-
-
-def _register_stage_commands() -> None:
-    from pipeline.stages import stage_names
-
-    for name in stage_names():
-        main.add_command(StageCommand(name, name))
-    main.add_command(StageCommand("run", None))
-
-
-_register_stage_commands()
+register_stage_commands(main)
 
 # --- fitting and audit (pipeline/stages/fit.py, pipeline/audit.py) ---
 
@@ -338,8 +145,7 @@ _register_stage_commands()
               help="Random samples per split whose contents are recomputed.")
 @click.option("--points", type=click.IntRange(min=1), default=256, show_default=True,
               help="Points per checked sample whose SDF is recomputed in float64.")
-@click.option("--body-model", default="synthetic", show_default=True,
-              help="SMPL-X file or folder, or 'synthetic' (WORK/bodymodel).")
+@body_model_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @user_errors
 def validate(shards: Path, samples: int, points: int, body_model: str, seed: int) -> None:
@@ -357,8 +163,7 @@ def validate(shards: Path, samples: int, points: int, body_model: str, seed: int
 
 @main.command()
 @click.option("--out", "work", required=True, type=click.Path(path_type=Path), help="Work directory.")
-@click.option("--body-model", default="synthetic", show_default=True,
-              help="SMPL-X file or folder used by the fit, or 'synthetic'.")
+@body_model_option
 @click.option("--worst", type=click.IntRange(min=0), default=20, show_default=True,
               help="How many worst frames to list and draw.")
 @click.option("--camera", default=None, help="Camera for the overlays (default: first with an image).")
@@ -391,7 +196,7 @@ def audit(work: Path, body_model: str, worst: int, camera: str | None, groundtru
 @click.option("--camera", required=True, help="Camera id, e.g. 54138969.")
 @click.option("--out", "work", required=True, type=click.Path(path_type=Path), help="Work directory.")
 @click.option("-o", "output", required=True, type=click.Path(path_type=Path), help="PNG to write.")
-@click.option("--body-model", default="synthetic", show_default=True)
+@body_model_option
 @user_errors
 def show_fit(subject: str, sequence: str, frame: int, camera: str, work: Path, output: Path, body_model: str) -> None:
     """Draw one fitted frame (mesh, fitted and mocap joints) onto its extracted image."""
@@ -534,7 +339,7 @@ def demo(work: Path, epochs: int, workers: int | None, scheduler: str | None, no
               help="Fitted frames allowed with a rotation vector > 180° or a joint beyond its limits.")
 @click.option("--max-beta-norm", type=float, default=3.0, show_default=True, help="Largest |β| per subject.")
 @click.option("--fail-on-mismatch", is_flag=True, help="A detected skeleton mismatch fails (default: warning).")
-@click.option("--body-model", default="synthetic", show_default=True, help="SMPL-X file or folder, or 'synthetic'.")
+@body_model_option
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write the checks as JUnit XML.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="dask workers.")
 @click.option("--scheduler", default=None, help="Attach to an existing dask scheduler.")

@@ -42,7 +42,8 @@ def run(gpu: bool = False, quick: bool = False) -> list[dict]:
     import cv2
 
     from nvf.synthetic import make_sample
-    from sampling.shards import ShardConfig, ShardDataset, ShardSample, ShardWriter
+    from sampling.dataset import ShardDataset
+    from sampling.shards import ShardConfig, ShardSample, ShardWriter
 
     n_samples, n_points, size = (8, 1000, 64) if quick else (64, 5000, 256)
     config = ShardConfig(radius=0.3, num_points=n_points, image_size=size)

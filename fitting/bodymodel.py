@@ -11,7 +11,6 @@ download). Files are checked before smplx sees them, so a wrong file is a one-li
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import pickle
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.hashing import sha256_file
 from fitting.errors import BodyModelError
 
 SYNTHETIC_SPEC = "synthetic"
@@ -185,7 +185,7 @@ def _synthetic_is_current(folder: Path, stamp: dict) -> bool:
         recorded = json.loads(stamp_path.read_text())
     except (OSError, ValueError):
         return False
-    return {k: recorded.get(k) for k in stamp} == stamp and recorded.get("sha256") == model_sha256(path)
+    return {k: recorded.get(k) for k in stamp} == stamp and recorded.get("sha256") == sha256_file(path)
 
 
 def _copy_synthetic(src: Path, dst: Path) -> None:
@@ -226,7 +226,7 @@ def resolve_body_model(spec: str | Path, work_dir: Path | None, *, seed: int = 0
         write_synthetic_model(folder, seed=seed)
         stamp_path = folder / _STAMP_FILENAME
         tmp = stamp_path.with_name(stamp_path.name + ".tmp")
-        tmp.write_text(json.dumps(dict(stamp, sha256=model_sha256(folder / MODEL_FILENAME)), indent=1) + "\n")
+        tmp.write_text(json.dumps(dict(stamp, sha256=sha256_file(folder / MODEL_FILENAME)), indent=1) + "\n")
         os.replace(tmp, stamp_path)
         if cache is not None:
             try:
@@ -266,15 +266,6 @@ def load_body_model(
         batch_size=batch_size, dtype=dtype,
     )
     return model.to(device)
-
-
-def model_sha256(path: str | Path) -> str:
-    """Hex sha256 of the model file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=2)

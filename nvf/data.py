@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader
 
-from sampling.shards import ShardDataset
+from sampling.dataset import ShardDataset
 
 TENSOR_KEYS = ("image", "K", "root", "points", "sdf", "votes", "joints")
 

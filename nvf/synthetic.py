@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from fitting.joint_sets import H36M17
-from sampling.shards import SMPLX_PARAM_DIMS, ShardConfig, ShardSample, ShardWriter
+from fitting.smplx_params import SMPLX_PARAM_DIMS
+from sampling.shards import ShardConfig, ShardSample, ShardWriter
 from sampling.votes import nvf_votes
 
 # A standing stick figure in the pelvis frame (camera axes: y down), metres, H36M17 order.

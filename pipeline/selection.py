@@ -23,8 +23,8 @@ class Selection:
     """Camera ids such as ("54138969",)."""
     frames: tuple[int, int | None] = (0, None)
     """Half-open mocap frame range [start, stop); stop None = to the end."""
-    stride: int = 1
-    """Keep every stride-th frame of the range."""
+    stride: int | None = 1
+    """Keep every stride-th frame of the range (None: the stage decides, e.g. a split's strides)."""
 
     def wants_subject(self, subject: str) -> bool:
         return self.subjects is None or subject in self.subjects
@@ -43,7 +43,7 @@ class Selection:
         """The selected frame indices among ``count`` available frames."""
         start, stop = self.frames
         stop = count if stop is None else min(stop, count)
-        return range(min(start, stop), stop, self.stride)
+        return range(min(start, stop), stop, self.stride or 1)
 
     def to_json(self) -> dict:
         return {

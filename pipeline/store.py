@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import io
 import json
 import os
@@ -47,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.hashing import sha256_file
 from pipeline.errors import DataError, WorkDirBusy
 
 SMALL_FILE_BYTES = 16 * 2**20
@@ -105,7 +105,7 @@ class WorkDir:
 
     # extract
     def sequence_dir(self, subject: str, seq: str) -> Path:
-        return self.root / "extract" / subject / seq
+        return self.extract_dir(subject) / seq
 
     def sequence_json(self, subject: str, seq: str) -> Path:
         return self.sequence_dir(subject, seq) / "sequence.json"
@@ -117,8 +117,17 @@ class WorkDir:
         """H3WB/SPIN naming, ``frame`` 0-based: ``S1_Walking_1.54138969_000001.jpg``."""
         return f"{subject}_{seq}.{camera}_{frame + 1:06d}.jpg"
 
+    def images_dir(self, subject: str) -> Path:
+        return self.root / "images" / subject
+
     def image(self, subject: str, seq: str, camera: str, frame: int) -> Path:
-        return self.root / "images" / subject / self.image_name(subject, seq, camera, frame)
+        return self.images_dir(subject) / self.image_name(subject, seq, camera, frame)
+
+    def extract_dir(self, subject: str | None = None) -> Path:
+        return self.root / "extract" / subject if subject else self.root / "extract"
+
+    def fit_dir(self, subject: str | None = None) -> Path:
+        return self.root / "fit" / subject if subject else self.root / "fit"
 
     # later stages
     @property
@@ -126,10 +135,10 @@ class WorkDir:
         return self.root / "bodymodel"
 
     def fit_shape(self, subject: str) -> Path:
-        return self.root / "fit" / subject / "shape.npz"
+        return self.fit_dir(subject) / "shape.npz"
 
     def fit_sequence(self, subject: str, seq: str) -> Path:
-        return self.root / "fit" / subject / f"{seq}.npz"
+        return self.fit_dir(subject) / f"{seq}.npz"
 
     def shards_dir(self, split: str) -> Path:
         return self.root / "shards" / split
@@ -236,22 +245,6 @@ def clean_temp_files(root: Path | str) -> list[Path]:
                     p.unlink()
                     removed.append(p)
     return removed
-
-
-# --------------------------------------------------------------------------- hashing
-
-
-def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_json(obj) -> str:
-    """Hash of a JSON-able value, independent of key order."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def fingerprint(path: Path | str) -> dict:

@@ -1,4 +1,5 @@
-"""HDF5 training shards: schema, deterministic atomic writer, reader, validator, Dataset.
+"""HDF5 training shards: schema, deterministic atomic writer, reader, validator (the torch
+Dataset over them: ``sampling.dataset``).
 
 One split lives in ``WORK/shards/<split>/``: ``shard-00000.h5``, ``shard-00001.h5``, … and
 ``index.json`` (shards, sample counts, sha256, schema, config). Every shard holds a fixed
@@ -35,7 +36,6 @@ JPEG bytes stored as they are.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -45,9 +45,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch.utils.data
 
+from common.hashing import sha256_file
 from fitting.joint_sets import get_joint_set
+from fitting.smplx_params import SMPLX_PARAM_DIMS
 from sampling.errors import ShardError
 
 SCHEMA = "h36m-nvf-shard"
@@ -55,11 +56,6 @@ SCHEMA_VERSION = 1
 INDEX_NAME = "index.json"
 SHARD_PATTERN = re.compile(r"^shard-\d{5}\.h5$")
 
-SMPLX_PARAM_DIMS = {
-    "betas": 10, "global_orient": 3, "body_pose": 63, "transl": 3, "left_hand_pose": 45,
-    "right_hand_pose": 45, "jaw_pose": 3, "leye_pose": 3, "reye_pose": 3, "expression": 10,
-}
-"""SMPL-X parameters stored per sample (axis-angle, full hand poses, 10 betas/expression)."""
 
 STRING_FIELDS = ("key", "subject", "sequence", "camera")
 _POINT_FIELDS = ("points", "sdf", "votes")
@@ -143,62 +139,6 @@ class ShardInfo:
 
 def shard_name(number: int) -> str:
     return f"shard-{number:05d}.h5"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-# --------------------------------------------------------------------------- SMPL-X
-def _rotvec_to_matrix(rotvec: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    flat = rotvec.reshape(-1, 3).astype(np.float64)
-    return Rotation.from_rotvec(flat).as_matrix().reshape(*rotvec.shape[:-1], 3, 3)
-
-
-def _matrix_to_rotvec(matrix: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    flat = matrix.reshape(-1, 3, 3).astype(np.float64)
-    return Rotation.from_matrix(flat).as_rotvec().reshape(*matrix.shape[:-2], 3)
-
-
-def smplx_params_to_camera(params: Mapping[str, np.ndarray], R, t, pelvis_rest) -> dict:
-    """Re-express world-frame SMPL-X params so that the posed mesh lands in the camera frame.
-
-    SMPL-X rotates the body about its pelvis joint J0(betas), not about the origin, then adds
-    ``transl``: ``X = G (X_rest - J0) + J0 + transl`` for the root transform G. Wanting
-    ``R X + t`` gives ``orient' = R ∘ orient`` and ``transl' = R (transl + J0) + t - J0``.
-
-    Args:
-        params: world-frame params with at least ``global_orient`` (..., 3) axis-angle and
-            ``transl`` (..., 3) metres; every other key is copied unchanged.
-        R: (..., 3, 3) cam_from_world rotation.
-        t: (..., 3) cam_from_world translation, metres.
-        pelvis_rest: (..., 3) rest-pose pelvis J0(betas) of the shaped body without translation
-            (e.g. smplx output joints[:, 0] at zero pose and zero transl), metres.
-
-    Returns:
-        A new dict with camera-frame ``global_orient`` and ``transl`` (float32 like the input).
-    """
-    R = np.asarray(R, np.float64)
-    t = np.asarray(t, np.float64)
-    j0 = np.asarray(pelvis_rest, np.float64)
-    orient = np.asarray(params["global_orient"], np.float64)
-    transl = np.asarray(params["transl"], np.float64)
-    out = {k: np.asarray(v) for k, v in params.items()}
-    orient_cam = _matrix_to_rotvec(R @ _rotvec_to_matrix(orient))
-    transl_cam = np.einsum("...ij,...j->...i", R, transl + j0) + t - j0
-    dtype = np.asarray(params["transl"]).dtype
-    dtype = dtype if np.issubdtype(dtype, np.floating) else np.float32
-    out["global_orient"] = orient_cam.astype(dtype)
-    out["transl"] = transl_cam.astype(dtype)
-    return out
 
 
 # --------------------------------------------------------------------------- writer
@@ -324,7 +264,7 @@ def write_shard(path: Path, samples: Sequence[ShardSample], config: ShardConfig)
     if problems:
         tmp.unlink(missing_ok=True)
         raise ShardError(f"{path}: written shard failed verification: {problems[0]}")
-    info = ShardInfo(path.name, S, file_sha256(tmp), tmp.stat().st_size)
+    info = ShardInfo(path.name, S, sha256_file(tmp), tmp.stat().st_size)
     os.replace(tmp, path)
     return info
 
@@ -396,7 +336,7 @@ def write_index(split_dir, config: ShardConfig | None = None) -> dict:
         with h5py.File(path, "r") as f:
             samples = int(f["key"].shape[0])
             stored_config = stored_config or json.loads(f.attrs["config"])
-        shards.append(asdict(ShardInfo(path.name, samples, file_sha256(path), path.stat().st_size)))
+        shards.append(asdict(ShardInfo(path.name, samples, sha256_file(path), path.stat().st_size)))
     index = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -495,7 +435,7 @@ def check_shard(path, expected_sha256: str | None) -> list[str]:
         return [f"{path}: missing"]
     problems = []
     if expected_sha256 is not None:
-        actual = file_sha256(path)
+        actual = sha256_file(path)
         if actual != expected_sha256:
             problems.append(f"{path}: sha256 {actual[:12]}… differs from index {expected_sha256[:12]}…")
     try:
@@ -538,97 +478,3 @@ def _check_open_shard(path: Path, f) -> list[str]:
         if arr.dtype.kind == "f" and not np.isfinite(arr).all() and name != "fit_mpjpe_mm":
             problems.append(f"{path}: dataset {name!r} holds non-finite values")
     return problems
-
-
-# --------------------------------------------------------------------------- Dataset
-def decode_jpeg_chw(buf: np.ndarray) -> np.ndarray:
-    """JPEG bytes → (3, H, W) float32 RGB in [0, 1]."""
-    import cv2
-
-    bgr = cv2.imdecode(np.asarray(buf, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ShardError("image is not a decodable JPEG")
-    return np.ascontiguousarray(bgr[:, :, ::-1].transpose(2, 0, 1), dtype=np.float32) / 255.0
-
-
-class ShardDataset(torch.utils.data.Dataset):
-    """A map-style torch Dataset over one split folder (index.json + shards).
-
-    Files are opened lazily in the process that reads (each DataLoader worker opens its own;
-    h5py handles never cross a fork or a pickle). Items are dicts of tensors: ``image``
-    (3, H, W) float RGB in [0, 1], ``K``, ``cam_from_world_R``, ``cam_from_world_t``,
-    ``root``, ``points`` (M, 3), ``sdf`` (M,), ``votes`` (M, J, 4) float32, ``joints`` (J, 3),
-    ``fit_mpjpe_mm``, ``frame``, plus strings ``key``, ``subject``, ``sequence``, ``camera``.
-
-    Args:
-        split_dir: the split folder.
-        points: draw a random subset of this many stored points per item (None: all), from a
-            generator seeded by (seed, epoch, item index); ``set_epoch`` changes the draw.
-        seed: global seed of the point draws.
-        verify: check every shard's sha256 against index.json at construction.
-    """
-
-    def __init__(self, split_dir, points: int | None = None, seed: int = 0, verify: bool = False):
-        self.split_dir = Path(split_dir)
-        self.index = read_index(self.split_dir)
-        self.points = points
-        self.seed = seed
-        self.epoch = 0
-        self.config = self.index["config"]
-        self.radius = float(self.config["radius"])
-        self.joint_names = tuple(get_joint_set(self.config["joint_set"]).names)
-        self._items: list[tuple[str, int]] = []
-        for shard in self.index["shards"]:
-            path = self.split_dir / shard["name"]
-            if not path.is_file():
-                raise ShardError(f"{path}: listed in {self.split_dir / INDEX_NAME} but missing")
-            if verify and file_sha256(path) != shard["sha256"]:
-                raise ShardError(f"{path}: sha256 differs from {self.split_dir / INDEX_NAME}")
-            self._items += [(shard["name"], i) for i in range(shard["samples"])]
-        n_stored = int(self.config["num_points"])
-        if points is not None and not 0 < points <= n_stored:
-            raise ShardError(f"{self.split_dir}: asked for {points} points per item, shards hold {n_stored}")
-        self._readers: dict[str, ShardReader] = {}
-        self._pid = os.getpid()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_readers"] = {}
-        return state
-
-    def _reader(self, name: str) -> ShardReader:
-        if os.getpid() != self._pid:  # forked: never reuse the parent's handles
-            self._readers, self._pid = {}, os.getpid()
-        if name not in self._readers:
-            self._readers[name] = ShardReader(self.split_dir / name)
-        return self._readers[name]
-
-    def point_index(self, item: int) -> np.ndarray | None:
-        if self.points is None:
-            return None
-        rng = np.random.default_rng([self.seed, self.epoch, item])
-        n_stored = int(self.config["num_points"])
-        return np.sort(rng.choice(n_stored, size=self.points, replace=False))
-
-    def __getitem__(self, item: int) -> dict:
-        name, local = self._items[item]
-        raw = self._reader(name).sample(local, self.point_index(item), smplx=False)
-        out = {"image": torch.from_numpy(decode_jpeg_chw(raw["image"])), "index": item}
-        for k in ("K", "cam_from_world_R", "cam_from_world_t", "root", "points", "sdf", "votes", "joints"):
-            out[k] = torch.from_numpy(np.asarray(raw[k], np.float32))
-        out["fit_mpjpe_mm"] = torch.tensor(float(raw["fit_mpjpe_mm"]))
-        out["frame"] = torch.tensor(int(raw["frame"]))
-        for k in STRING_FIELDS:
-            out[k] = raw[k]
-        return out
-
-    def close(self) -> None:
-        for r in self._readers.values():
-            r.close()
-        self._readers = {}

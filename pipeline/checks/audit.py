@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from common.units import MM_PER_M
 from fitting.joint_sets import H36M17, H36M17_FROM_H36M32
 from pipeline.errors import DataError
-from pipeline.release.cameras import MM_PER_M, Camera
+from pipeline.release.cameras import Camera
 from pipeline.store import WorkDir, atomic_write_bytes, atomic_write_json
 
 MESH_BGR = (230, 170, 90)
@@ -88,37 +89,31 @@ def outlier_frames(mpjpe_mm: np.ndarray, floor_mm: float = 3.0, factor: float = 
 
 def read_fits(work: WorkDir, outlier_floor_mm: float = 3.0, outlier_factor: float = 2.0) -> list[SequenceFit]:
     """Every fitted sequence in the work dir, sorted by (subject, sequence)."""
+    from pipeline.artifacts import fitted_sequences, fitted_subjects, read_fit_sequence
+
     fits = []
-    for path in sorted((work.root / "fit").glob("S*/*.npz")):
-        if path.name == "shape.npz":
-            continue
-        try:
-            with np.load(path) as z:
-                mpjpe, lm = z["mpjpe_mm"], z["converged"].astype(bool)
-                out = outlier_frames(mpjpe, outlier_floor_mm, outlier_factor)
-                fits.append(SequenceFit(path.parent.name, path.stem, z["frame_index"], mpjpe,
-                                        z["joint_err_mm"], lm & ~out, lm, out))
-        except (OSError, KeyError, ValueError) as e:
-            raise DataError(f"{path}: not a readable fit file ({e})") from e
+    for subject in fitted_subjects(work):
+        for sequence in fitted_sequences(work, subject):
+            fit = read_fit_sequence(work.fit_sequence(subject, sequence))
+            out = outlier_frames(fit.mpjpe_mm, outlier_floor_mm, outlier_factor)
+            fits.append(SequenceFit(subject, sequence, fit.frame_index, fit.mpjpe_mm, fit.joint_err_mm,
+                                    fit.converged & ~out, fit.converged, out))
     if not fits:
         raise DataError(f"{work.root / 'fit'}: no fitted sequences; run `h36m-nvf fit` first")
     return fits
 
 
-FIT_PARAM_KEYS = ("betas", "global_orient", "body_pose", "transl", "left_hand_pose", "right_hand_pose",
-                  "jaw_pose", "leye_pose", "reye_pose", "expression")
-"""The smplx forward kwargs stored in a fit npz."""
+def read_groundtruth_params(path: Path) -> dict[str, np.ndarray]:
+    """smplx kwargs (float64, all release frames; betas (NB,)) of a synthetic release's
+    ``groundtruth/<S>/<basename>.npz``; DataError naming the file when unreadable."""
+    from pipeline.artifacts import SMPLX_PARAM_KEYS
 
-
-def read_fit_params(path: Path) -> tuple[dict[str, np.ndarray], str]:
-    """(smplx kwargs of every fitted frame, float64; body_model_sha256 or "") of a fit npz."""
+    keys = ("betas", *SMPLX_PARAM_KEYS)
     try:
-        with np.load(path) as z:
-            params = {k: np.asarray(z[k], dtype=np.float64) for k in FIT_PARAM_KEYS}
-            sha = str(z["body_model_sha256"]) if "body_model_sha256" in z.files else ""
+        with np.load(path, allow_pickle=False) as z:
+            return {k: np.asarray(z[k], dtype=np.float64) for k in keys}
     except (OSError, KeyError, ValueError) as e:
-        raise DataError(f"{path}: not a readable fit file ({e})") from e
-    return params, sha
+        raise DataError(f"{path}: not a readable ground-truth file ({e})") from None
 
 
 def error_stats(mpjpe_mm: np.ndarray, converged: np.ndarray, lm_converged: np.ndarray | None = None,
@@ -209,12 +204,14 @@ def find_groundtruth(work: WorkDir, fits: list[SequenceFit], given: Path | None)
         if not folder.is_dir():
             raise DataError(f"{given}: no groundtruth/ folder (only synthetic releases have one)")
         return folder
+    from pipeline.artifacts import read_sequence_info
+
     for f in fits:
         try:
-            record = json.loads(work.sequence_json(f.subject, f.sequence).read_text())
-            folder = Path(record["sources"]["metadata"]["path"]).parent / "groundtruth"
-        except (OSError, KeyError, ValueError, TypeError):
+            source = read_sequence_info(work.sequence_json(f.subject, f.sequence)).raw["sources"]["metadata"]["path"]
+        except (DataError, KeyError, TypeError):
             continue
+        folder = Path(source).parent / "groundtruth"
         if folder.is_dir():
             return folder
     return None
@@ -223,10 +220,9 @@ def find_groundtruth(work: WorkDir, fits: list[SequenceFit], given: Path | None)
 def _groundtruth_params(folder: Path, work: WorkDir, fit: SequenceFit, sha: str) -> dict | None:
     """True smplx kwargs of a fitted sequence (all release frames), or None when the
     ground truth lacks it or was made with another body model than the fit's."""
-    try:
-        basename = json.loads(work.sequence_json(fit.subject, fit.sequence).read_text())["basename"]
-    except (OSError, KeyError, ValueError):
-        basename = fit.sequence.replace("_", " ")
+    from pipeline.artifacts import read_sequence_info
+
+    basename = read_sequence_info(work.sequence_json(fit.subject, fit.sequence)).basename
     path = folder / fit.subject / f"{basename}.npz"
     if not path.is_file():
         return None
@@ -236,8 +232,7 @@ def _groundtruth_params(folder: Path, work: WorkDir, fit: SequenceFit, sha: str)
         model = None
     if sha and model and sha != model:
         return None
-    params, _ = read_fit_params(path)
-    return params
+    return read_groundtruth_params(path)
 
 
 def assess_sequence(work: WorkDir, fit: SequenceFit, model, config: AuditConfig,
@@ -246,12 +241,14 @@ def assess_sequence(work: WorkDir, fit: SequenceFit, model, config: AuditConfig,
 
     ``fit`` may be a subset of the file's frames (:func:`fit_subset`); the figures are of its frames.
     """
+    from pipeline.artifacts import read_fit_sequence
     from pipeline.checks import plausibility as P
 
-    params, sha = read_fit_params(work.fit_sequence(fit.subject, fit.sequence))
-    with np.load(work.fit_sequence(fit.subject, fit.sequence)) as z:
-        rows = np.searchsorted(z["frame_index"], fit.frame_index)
-    params = {k: (v if k == "betas" else v[rows]) for k, v in params.items()}
+    stored = read_fit_sequence(work.fit_sequence(fit.subject, fit.sequence))
+    rows = [stored.row_of(int(i)) for i in fit.frame_index]
+    params, sha = stored.smplx_kwargs(rows), stored.body_model_sha256
+    params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    params["betas"] = np.asarray(stored.betas, dtype=np.float64)
     verts, joints55 = P.posed_bodies(model, params)
     rest_verts, rest_joints = P.rest_body(model, params["betas"])
     axes = P.model_bone_axes(rest_joints)
@@ -265,7 +262,9 @@ def assess_sequence(work: WorkDir, fit: SequenceFit, model, config: AuditConfig,
         d = P.self_intersection_depth(verts[t], faces, rest_verts, creases)
         depth[t], count[t] = d.max() * MM_PER_M, np.count_nonzero(d > 0)
 
-    mocap = np.load(work.joints_world(fit.subject, fit.sequence)).astype(np.float64)[fit.frame_index]
+    from pipeline.artifacts import read_joints_world
+
+    mocap = read_joints_world(work.joints_world(fit.subject, fit.sequence))[fit.frame_index]
     residual = P.bone_frame_residuals(mocap, P.fitted_h36m32(joints55, verts), P.world_rotations(go, bp))
 
     extra = {}
@@ -586,11 +585,9 @@ def plot_mismatch(summary: dict, path: Path) -> None:
 
 
 def load_cameras(work: WorkDir, subject: str, sequence: str) -> list[Camera]:
-    path = work.sequence_json(subject, sequence)
-    try:
-        return [Camera.from_json(c) for c in json.loads(path.read_text())["cameras"]]
-    except (OSError, KeyError, ValueError) as e:
-        raise DataError(f"{path}: cannot read cameras ({e})") from e
+    from pipeline.artifacts import read_sequence_info
+
+    return list(read_sequence_info(work.sequence_json(subject, sequence)).cameras)
 
 
 def fitted_body(model_path: Path, fit_path: Path, frame: int):
@@ -599,14 +596,11 @@ def fitted_body(model_path: Path, fit_path: Path, frame: int):
 
     from fitting.bodymodel import cached_body_model_f64
     from fitting.correspondence import correspondence_vertex_ids, h36m32_from_smplx
+    from pipeline.artifacts import read_fit_sequence
 
     model = cached_body_model_f64(str(model_path))
-    with np.load(fit_path) as z:
-        row = int(np.flatnonzero(z["frame_index"] == frame)[0])
-        kwargs = {k: torch.as_tensor(z[k][row: row + 1], dtype=torch.float64)
-                  for k in ("global_orient", "body_pose", "transl", "left_hand_pose", "right_hand_pose",
-                            "jaw_pose", "leye_pose", "reye_pose", "expression")}
-        kwargs["betas"] = torch.as_tensor(z["betas"], dtype=torch.float64).reshape(1, -1)
+    fit = read_fit_sequence(fit_path)
+    kwargs = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in fit.smplx_kwargs(fit.row_of(frame)).items()}
     with torch.no_grad():
         out = model(**kwargs)
     verts = out.vertices[0]
@@ -659,7 +653,9 @@ def render_fit_overlay(work: WorkDir, model_path: Path, subject: str, sequence: 
     if camera_id not in cameras:
         raise DataError(f"{work.sequence_json(subject, sequence)}: no camera {camera_id}")
     verts, faces, fitted = fitted_body(model_path, work.fit_sequence(subject, sequence), frame)
-    mocap = np.load(work.joints_world(subject, sequence))[frame][H36M17_FROM_H36M32]
+    from pipeline.artifacts import read_joints_world
+
+    mocap = read_joints_world(work.joints_world(subject, sequence))[frame][H36M17_FROM_H36M32]
     return draw_overlay(image, cameras[camera_id], verts, faces, fitted, mocap)
 
 

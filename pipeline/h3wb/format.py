@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common.units import MM_PER_M
 from pipeline.errors import DataError
-from pipeline.release.cameras import MM_PER_M, project_pinhole
+from pipeline.release.cameras import project_pinhole
 from pipeline.store import atomic_path
 
 NUM_KEYPOINTS = 133

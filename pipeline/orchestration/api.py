@@ -7,7 +7,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import DataError
+from fitting.bodymodel import SYNTHETIC_SPEC
+from pipeline.artifacts import resolve_model
+from pipeline.errors import DataError, SelectionError
 from pipeline.selection import Selection
 from pipeline.store import WorkDir, clean_temp_files
 
@@ -51,10 +53,17 @@ def run_stages(
         if stage.needs_release and not h36m.is_dir():
             raise DataError(f"{h36m}: release folder not found (--h36m)")
 
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = sorted(set(given) - frozenset().union(*(s.option_fields() for s in stages)))
+    if unknown:
+        raise SelectionError(f"{', '.join('--' + k.replace('_', '-') for k in unknown)}: not an option of "
+                             f"{', '.join(s.name for s in stages)}")
+
     def configs():
         for stage in stages:
             sel = dataclasses.replace(selection, stride=stride or stage.default_stride)
-            yield stage, stage.make_config(h36m=h36m, selection=sel, options=options or {})
+            own = {k: v for k, v in given.items() if k in stage.option_fields()}
+            yield stage, stage.make_config(h36m=h36m, selection=sel, options=own)
 
     reports = []
     if dry_run:
@@ -67,6 +76,10 @@ def run_stages(
     work.root.mkdir(parents=True, exist_ok=True)
     with work.lock(wait=wait):
         clean_temp_files(work.root)
+        if any("body_model" in s.option_fields() for s in stages):
+            # resolved once for the whole chain (the synthetic model is written here, once);
+            # the stages then check each fit's recorded sha256 against this file
+            given["body_model"] = str(resolve_model(given.get("body_model", SYNTHETIC_SPEC), work).path)
         with LazyClient(scheduler, workers) as client:  # started only if a unit must run
             for stage, config in configs():
                 report = run_stage(stage, config, work, client, force=force,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -26,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.device import cuda_device_count
+from common.hashing import sha256_json
 from pipeline.stages.base import Stage, Unit, config_to_json
 from pipeline.store import (
     FingerprintCache,
@@ -33,7 +34,6 @@ from pipeline.store import (
     atomic_write_json,
     read_json,
     remove_done_record,
-    sha256_json,
     unit_status,
     write_done_record,
 )
@@ -51,18 +51,6 @@ def local_core_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def cuda_device_count() -> int:
-    """Number of CUDA devices, without importing torch on machines that plainly have none."""
-    if not (shutil.which("nvidia-smi") or os.path.exists("/dev/nvidia0")):
-        return 0
-    try:
-        import torch
-
-        return torch.cuda.device_count()
-    except Exception:  # a broken driver is "no GPU" here; the GPU stage says more
-        return 0
 
 
 LOCAL_WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(4 << 20)}

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MM_PER_M = 1000.0
-"""Millimetres per metre: metadata.xml gives camera centres in mm."""
+from common.units import MM_PER_M
 
 W0_LENGTH = 300
 """Numbers in metadata.xml's ``w0``: 4 cameras × 11 subjects × 6 extrinsics + 4 × 9 intrinsics."""

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.units import MM_PER_M
 from pipeline.errors import DataError
 from pipeline.release import quirks
 from pipeline.release.cameras import Camera
@@ -32,8 +33,6 @@ CAMERA_IDS: tuple[str, ...] = ("54138969", "55011271", "58860488", "60457274")
 ACTIONS: dict[int, str] = dict(quirks.CANONICAL_ACTIONS)
 """Canonical action names by metadata action id (2..16)."""
 
-MM_PER_M = 1000.0
-"""Millimetres per metre: the CDF poses are in mm."""
 POSE_VARIABLE = "Pose"
 """The CDF variable holding the poses, shape (1, T, D)."""
 POSE_COLUMNS = (96, 64)

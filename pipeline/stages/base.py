@@ -52,7 +52,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import SelectionError
 from pipeline.selection import Selection
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """The fields every stage config has; the runner sets them, not a stage option.
+
+    A stage's config subclasses this (frozen, a docstring per field) and adds its options.
+    """
+
+    h36m: Path | None = None
+    """Release root (read only by stages with ``needs_release``)."""
+    selection: Selection = field(default_factory=Selection)
+    """Subjects, actions, cameras, frame range and stride the stage works on."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +125,10 @@ class Stage:
     """run_unit(unit, config) -> dict; runs on a worker, writes unit.outputs atomically."""
     options: tuple[StageOption, ...] = ()
     """The stage's own command-line options."""
-    default_stride: int = 1
-    """--stride when the user gives none."""
+    default_stride: int | None = 1
+    """--stride when the user gives none (None: the stage picks per part, see stride_help)."""
+    stride_help: str = ""
+    """What --stride means for this stage when it is not a plain default (shown in --help)."""
     needs_release: bool = False
     """True when the stage reads the release (``--h36m ROOT`` required)."""
     finalize: Callable[[Any, Any, list[Unit]], None] | None = None
@@ -129,16 +145,23 @@ class Stage:
                 out[f.name] = f.default_factory()
         return out
 
+    def option_fields(self) -> frozenset[str]:
+        """Config fields an option may set (every field but ``h36m`` and ``selection``)."""
+        return frozenset(f.name for f in dataclasses.fields(self.config_type)) - {
+            f.name for f in dataclasses.fields(StageConfig)}
+
     def make_config(self, *, h36m: Path | None, selection: Selection, options: Mapping[str, Any]):
         """Build the config from the common values and the options (None = field default).
 
-        Values for fields the config does not have are ignored, so ``h36m-nvf run`` can pass
-        every stage the union of all options.
+        An option the config does not have is a SelectionError (a typo must not vanish);
+        ``run_stages`` gives each stage only the options it has.
         """
-        names = {f.name for f in dataclasses.fields(self.config_type)}
-        values: dict[str, Any] = {"h36m": h36m, "selection": selection, **options}
-        kwargs = {k: v for k, v in values.items() if k in names and v is not None}
-        return self.config_type(**kwargs)
+        unknown = sorted(k for k, v in options.items() if v is not None and k not in self.option_fields())
+        if unknown:
+            raise SelectionError(f"{self.name}: unknown option(s) {', '.join(unknown)}; "
+                                 f"known: {', '.join(sorted(self.option_fields()))}")
+        kwargs = {k: v for k, v in options.items() if v is not None}
+        return self.config_type(h36m=h36m, selection=selection, **kwargs)
 
 
 def config_to_json(config) -> dict:

@@ -23,11 +23,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.artifacts import write_joints_world, write_sequence_info
 from pipeline.errors import DataError
-from pipeline.release.h36m import FPS, METADATA_FILE
+from pipeline.release.h36m import METADATA_FILE
 from pipeline.selection import Selection
-from pipeline.stages.base import Stage, StageOption, Unit
-from pipeline.store import WorkDir, atomic_write_bytes, atomic_write_json, atomic_write_npy
+from pipeline.stages.base import Stage, StageConfig, StageOption, Unit
+from pipeline.store import WorkDir, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,9 @@ NUM_JOINTS = 32
 
 
 @dataclass(frozen=True)
-class ExtractConfig:
-    """Options of the extract stage."""
+class ExtractConfig(StageConfig):
+    """Options of the extract stage (``h36m``: the release root, holding metadata.xml and S1/, …)."""
 
-    h36m: Path
-    """Release root (holds metadata.xml and S1/, S5/, …)."""
     selection: Selection = field(default_factory=lambda: Selection(stride=DEFAULT_STRIDE))
     """Subjects, actions, cameras, frame range and stride of the images."""
     jpeg_quality: int = 95
@@ -134,34 +133,9 @@ def write_sequence(seq, sources: dict[str, Path], outputs: tuple[Path, Path]) ->
     bad = np.flatnonzero(~np.isfinite(joints).all(axis=(1, 2)))
     if bad.size:
         raise DataError(f"{seq.mocap_path}: non-finite mocap in {bad.size} frames (first: {bad[0]})")
-    atomic_write_json(outputs[0], sequence_record(seq, sources, joints.shape))
-    atomic_write_npy(outputs[1], joints)
+    write_sequence_info(outputs[0], seq, sources, joints.shape)
+    write_joints_world(outputs[1], joints)
     return {"frames": int(joints.shape[0])}
-
-
-def sequence_record(seq, sources: dict[str, Path], joints_shape) -> dict:
-    """The content of sequence.json (plain JSON, deterministic for the same release)."""
-    cameras = seq.cameras.values() if isinstance(seq.cameras, dict) else seq.cameras
-    src = {}
-    for role, path in sorted(sources.items()):
-        st = Path(path).stat()
-        src[role] = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    return {
-        "subject": seq.subject,
-        "sequence": seq.name,
-        "basename": seq.basename,
-        "action": seq.action,
-        "subaction": int(seq.subaction),
-        "fps": FPS,
-        "cameras": [c.to_json() for c in cameras],
-        "frame_counts": {str(k): int(v) for k, v in seq.frame_counts.items()},
-        "num_frames": int(seq.num_frames),
-        "skip_cameras": sorted(seq.skip_cameras),
-        "quirks": list(seq.quirks),
-        "sources": src,
-        "joints_world": {"file": "joints_world.npy", "shape": list(joints_shape), "dtype": "float32",
-                         "unit": "m", "frame": "world", "joints": "h36m32"},
-    }
 
 
 def extract_frames(video: Path, frames: list[int], outputs, jpeg_quality: int) -> dict:

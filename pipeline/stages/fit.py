@@ -23,31 +23,37 @@ With ``--device cuda`` (or auto on a machine with CUDA) units carry ``resources=
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from common.device import DeviceError, check_device_name, cuda_device_count
+from fitting.smplx_params import SMPLX_FRAME_PARAM_DIMS
+from pipeline.artifacts import (
+    NUM_EXPRESSION,
+    BodyModel,
+    FitSequence,
+    FitShape,
+    extracted_sequences,
+    read_joints_world,
+    read_sequence_info,
+    resolve_model,
+    write_fit_sequence,
+    write_fit_shape,
+)
 from pipeline.errors import DataError, SelectionError
-from pipeline.selection import Selection
-from pipeline.stages.base import BODY_MODEL_OPTION, Stage, StageOption, Unit
-from pipeline.store import WorkDir, atomic_path
+from pipeline.stages.base import BODY_MODEL_OPTION, Stage, StageConfig, StageOption, Unit
+from pipeline.store import WorkDir
 
 log = logging.getLogger(__name__)
 
-NUM_EXPRESSION = 10
-
 
 @dataclass(frozen=True)
-class FitStageConfig:
-    """Options of the fit stage."""
+class FitStageConfig(StageConfig):
+    """Options of the fit stage (reads WORK/extract; the selection's stride 1 = every mocap frame)."""
 
-    h36m: Path | None = None
-    """Unused (the fit reads WORK/extract); accepted for ``h36m-nvf run``."""
-    selection: Selection = field(default_factory=Selection)
-    """Subjects, actions and mocap frame range (stride 1 = every frame) to fit."""
     body_model: str = "synthetic"
     """SMPL-X file or folder, or 'synthetic' (generated into WORK/bodymodel)."""
     device: str = "auto"
@@ -61,52 +67,37 @@ class FitStageConfig:
     to; fewer is faster (spot checks) and less exact."""
 
 
-def _extracted_sequences(work: WorkDir, subject: str) -> list[str]:
-    folder = work.root / "extract" / subject
-    if not folder.is_dir():
-        return []
-    return sorted(d.name for d in folder.iterdir() if (d / "joints_world.npy").is_file())
-
-
-def _action_of(path: Path) -> str:
-    try:
-        return str(json.loads(path.read_text()).get("action", ""))
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a valid sequence.json ({e})") from None
-
-
 def _resolve_device(device: str) -> str:
-    if device not in ("auto", "cuda", "cpu"):
-        raise DataError(f"fit: unknown device {device!r}; use auto, cuda or cpu")
+    """"cuda" or "cpu" for the units (auto: CUDA when this machine has a device)."""
+    try:
+        check_device_name(device)
+    except DeviceError as e:
+        raise SelectionError(f"--device: {e}") from None
     if device == "auto":
-        from pipeline.orchestration.runner import cuda_device_count
-
         return "cuda" if cuda_device_count() > 0 else "cpu"
     return device
 
 
 def plan(config: FitStageConfig, work: WorkDir) -> list[Unit]:
     """One unit per selected subject that has extracted sequences (see the module docstring)."""
-    from fitting.bodymodel import resolve_body_model
-
     if config.shape_frames < 1:
         raise SelectionError(f"--shape-frames must be at least 1, got {config.shape_frames}")
     sel = config.selection
-    root = work.root / "extract"
+    root = work.extract_dir()
     subjects = sorted(d.name for d in root.iterdir() if d.is_dir() and sel.wants_subject(d.name)) \
         if root.is_dir() else []
     device = _resolve_device(config.device)
     _check_user_files(config)
-    model_path = None
+    model = None
     units = []
     for subject in subjects:
-        every = _extracted_sequences(work, subject)
-        chosen = [s for s in every if sel.wants_sequence(_action_of(work.sequence_json(subject, s)), s)]
+        every = extracted_sequences(work, subject)
+        chosen = [s for s in every if sel.wants_sequence(read_sequence_info(work.sequence_json(subject, s)).action, s)]
         if not chosen:
             continue
-        if model_path is None:  # resolved once, here, so units do not race to write it
-            model_path = resolve_body_model(config.body_model, work.root)
-        inputs = {"body_model": Path(model_path)}
+        if model is None:  # resolved once, here, so units do not race to write it
+            model = resolve_model(config.body_model, work)
+        inputs = {"body_model": model.path}
         inputs.update({f"joints:{s}": work.joints_world(subject, s) for s in every})
         for name in ("joint_regressor", "pose_prior"):
             if getattr(config, name) is not None:
@@ -119,7 +110,7 @@ def plan(config: FitStageConfig, work: WorkDir) -> list[Unit]:
                     "joint_regressor": str(config.joint_regressor or ""), "pose_prior": str(config.pose_prior or ""),
                     "shape_frames": config.shape_frames},
             payload={"work": str(work.root), "subject": subject, "every": every, "chosen": chosen,
-                     "model_path": str(model_path), "device": device},
+                     "model": model, "device": device},
             resources={"GPU": 1} if device == "cuda" else None,
         ))
     if not units:
@@ -139,20 +130,6 @@ def _check_user_files(config: FitStageConfig) -> None:
         load_gmm_prior(config.pose_prior)
 
 
-def read_joints(path: Path) -> np.ndarray:
-    """(T, 32, 3) float64 mocap joints; DataError naming the file when unreadable or not finite."""
-    try:
-        joints = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable .npy ({e})") from None
-    if joints.ndim != 3 or joints.shape[1:] != (32, 3) or len(joints) == 0:
-        raise DataError(f"{path}: mocap joints have shape {joints.shape}, expected (T, 32, 3)")
-    if not np.all(np.isfinite(joints)):
-        bad = np.flatnonzero(~np.isfinite(joints).all(axis=(1, 2)))
-        raise DataError(f"{path}: non-finite mocap joints in {len(bad)} frames (first {bad[0]})")
-    return joints.astype(np.float64)
-
-
 def make_fitter(model_path: Path, device: str, joint_regressor: Path | None = None, pose_prior: Path | None = None,
                 shape_frames: int = 96):
     """A fitting.smplify.Fitter for a model file, on ``device``, with the optional user files."""
@@ -169,44 +146,19 @@ def make_fitter(model_path: Path, device: str, joint_regressor: Path | None = No
     return Fitter(model, FitConfig(device=device, shape_frames=shape_frames), regressor=regressor, gmm=gmm)
 
 
-def sequence_arrays(fit, betas: np.ndarray, frame_index: np.ndarray, sha: str) -> dict[str, np.ndarray]:
-    """The npz content of one fitted sequence (smplx kwargs + metrics), float64."""
-    t = len(frame_index)
-    zeros = lambda n: np.zeros((t, n))  # noqa: E731
-    return {
-        "betas": np.asarray(betas, dtype=np.float64),
-        "global_orient": fit.global_orient.astype(np.float64), "body_pose": fit.body_pose.astype(np.float64),
-        "transl": fit.transl.astype(np.float64), "left_hand_pose": zeros(45), "right_hand_pose": zeros(45),
-        "jaw_pose": zeros(3), "leye_pose": zeros(3), "reye_pose": zeros(3), "expression": zeros(NUM_EXPRESSION),
-        "frame_index": np.asarray(frame_index, dtype=np.int64),
-        "mpjpe_mm": fit.mpjpe_mm.astype(np.float64), "joint_err_mm": fit.joint_err_mm.astype(np.float64),
-        "converged": fit.converged.astype(bool),
-        **{k: v.astype(np.float64) for k, v in fit.energies.items()},
-        "body_model_sha256": np.array(sha),
-    }
-
-
-def _savez(path: Path, arrays: dict) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-
-
 def run_unit(unit: Unit, config: FitStageConfig) -> dict:
     """Fit one subject: shape from all its sequences, then every selected sequence."""
-    from fitting.bodymodel import model_sha256
-
     p = unit.payload
     work = WorkDir(Path(p["work"]))
     subject = p["subject"]
-    fitter = make_fitter(Path(p["model_path"]), p["device"], config.joint_regressor, config.pose_prior,
+    model: BodyModel = p["model"]
+    fitter = make_fitter(model.path, p["device"], config.joint_regressor, config.pose_prior,
                          config.shape_frames)
-    sha = model_sha256(p["model_path"])
-    joints = {s: read_joints(work.joints_world(subject, s)) for s in p["every"]}
+    joints = {s: read_joints_world(work.joints_world(subject, s)) for s in p["every"]}
     betas, info = fitter.fit_shape([joints[s] for s in p["every"]])
-    _savez(work.fit_shape(subject), {
-        "betas": betas, "shape_frames": info["frames"], "sequences": np.array(p["every"]),
-        "mpjpe_mm": info["mpjpe_mm"].astype(np.float64), "body_model_sha256": np.array(sha)})
+    write_fit_shape(work.fit_shape(subject), FitShape(
+        betas=betas, shape_frames=info["frames"], sequences=tuple(p["every"]), mpjpe_mm=info["mpjpe_mm"],
+        body_model_sha256=model.sha256))
     frames_total, errors, converged = 0, [], []
     for s in p["chosen"]:
         frame_index = np.asarray(config.selection.frame_indices(len(joints[s])), dtype=np.int64)
@@ -214,7 +166,7 @@ def run_unit(unit: Unit, config: FitStageConfig) -> dict:
             raise DataError(f"{work.joints_world(subject, s)}: the --frames range selects no frame "
                             f"(sequence has {len(joints[s])})")
         fit = fitter.fit_sequence(joints[s][frame_index], betas)
-        _savez(work.fit_sequence(subject, s), sequence_arrays(fit, betas, frame_index, sha))
+        write_fit_sequence(work.fit_sequence(subject, s), fit_record(fit, betas, frame_index, model.sha256))
         frames_total += len(frame_index)
         errors.append(fit.mpjpe_mm)
         converged.append(fit.converged)
@@ -222,6 +174,16 @@ def run_unit(unit: Unit, config: FitStageConfig) -> dict:
     return {"sequences": len(p["chosen"]), "frames": frames_total, "mpjpe_mm_mean": float(err.mean()),
             "mpjpe_mm_max": float(err.max()), "converged_fraction": float(np.concatenate(converged).mean()),
             "shape_mpjpe_mm": float(info["mpjpe_mm"].mean())}
+
+
+def fit_record(fit, betas: np.ndarray, frame_index: np.ndarray, sha: str) -> FitSequence:
+    """The FitSequence of a fitter result (hands, face and expression at their mean: zeros)."""
+    t = len(frame_index)
+    params = {k: np.zeros((t, d)) for k, d in SMPLX_FRAME_PARAM_DIMS.items()}
+    params.update(global_orient=fit.global_orient, body_pose=fit.body_pose, transl=fit.transl)
+    return FitSequence(betas=np.asarray(betas), params=params, frame_index=frame_index,
+                       mpjpe_mm=fit.mpjpe_mm, joint_err_mm=fit.joint_err_mm, converged=fit.converged,
+                       energies=dict(fit.energies), body_model_sha256=sha)
 
 
 STAGE = Stage(

@@ -12,32 +12,39 @@ Output: ``WORK/shards/<split>-<part>/shard-NNNNN.h5`` + ``index.json`` (part = t
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import DataError
-from pipeline.release.splits import get_split
+from pipeline.artifacts import (
+    FitSequence,
+    check_fit_model,
+    fitted_sequences,
+    read_fit_sequence,
+    read_joints_world,
+    read_sequence_info,
+    resolve_model,
+)
+from pipeline.errors import DataError, SelectionError
+from pipeline.release.splits import SPLITS, get_split
 from pipeline.selection import Selection
-from pipeline.stages.base import BODY_MODEL_OPTION, Stage, StageOption, Unit
+from pipeline.stages.base import BODY_MODEL_OPTION, Stage, StageConfig, StageOption, Unit
 from pipeline.store import WorkDir, output_error
 
-SMPLX_KEYS = ("global_orient", "body_pose", "transl", "left_hand_pose", "right_hand_pose",
-              "jaw_pose", "leye_pose", "reye_pose", "expression")
+VOTE_JOINT_SETS = ("h36m17", "smplx55", "cocowb133")
+"""Joint sets the votes may point to (h36m17 from the mocap, the others from the fit)."""
 CROP_MARGIN = 1.2
 """Crop side = this × the larger side of the body's pinhole bounding box."""
 
 
 @dataclass(frozen=True)
-class SampleConfig:
-    """Options of the sample stage (defaults are the documented sampler of DESIGN.md)."""
+class SampleConfig(StageConfig):
+    """Options of the sample stage (defaults are the documented sampler of DESIGN.md).
 
-    h36m: Path | None = None
-    """Release root (unused: the stage reads WORK only)."""
-    selection: Selection = field(default_factory=Selection)
-    """Subjects / actions / cameras / frame range; the split's strides apply unless --stride."""
+    Reads WORK only. The selection's stride None means each split part's own stride.
+    """
+
     split: str = "protocol1"
     """Named split (pipeline.release.splits): protocol1 or h3wb."""
     train_stride: int | None = None
@@ -63,6 +70,28 @@ class SampleConfig:
     jpeg_quality: int = 95
     """JPEG quality of the stored crops."""
 
+    def __post_init__(self) -> None:
+        """Bad values are a usage error now, not a ValueError deep in a unit."""
+        from sampling.sdf import available_backends
+
+        backends = available_backends()
+        checks = [(self.split in SPLITS, "--split", self.split, ", ".join(SPLITS)),
+                  (self.joints in VOTE_JOINT_SETS, "--joints", self.joints, ", ".join(VOTE_JOINT_SETS)),
+                  (self.sdf_backend in backends, "--sdf-backend", self.sdf_backend, ", ".join(backends))]
+        for ok, flag, value, known in checks:
+            if not ok:
+                raise SelectionError(f"{flag}: unknown value {value!r}; use {known}")
+        for flag, value, low in (("--points", self.points, 1), ("--crop", self.crop, 8),
+                                 ("--samples-per-shard", self.samples_per_shard, 1),
+                                 ("--train-stride", self.train_stride or 1, 1),
+                                 ("--test-stride", self.test_stride or 1, 1)):
+            if value < low:
+                raise SelectionError(f"{flag} must be at least {low}, got {value}")
+        if not self.radius > 0:
+            raise SelectionError(f"--radius must be positive (metres), got {self.radius}")
+        if not 0 <= self.jpeg_quality <= 100:
+            raise SelectionError(f"--jpeg-quality must be within 0..100, got {self.jpeg_quality}")
+
 
 @dataclass(frozen=True)
 class SampleSpec:
@@ -79,32 +108,29 @@ class SampleSpec:
 # --- plan -------------------------------------------------------------------------------------
 
 
-def _sequence_cameras(work: WorkDir, subject: str, seq: str) -> list[str]:
-    return [c["id"] for c in json.loads(work.sequence_json(subject, seq).read_text())["cameras"]]
-
-
 def split_samples(work: WorkDir, config: SampleConfig) -> dict[str, list[SampleSpec]]:
-    """Sample specs per split part, sorted; only fitted frames that have an extracted image."""
+    """Sample specs per split part, sorted; only fitted frames that have an extracted image.
+
+    Frame stride of a part: ``--train-stride``/``--test-stride``, else ``--stride``, else the
+    split's own.
+    """
     split = get_split(config.split)
     sel = config.selection
     parts = {}
-    for part, subjects, stride in split.parts(config.train_stride, config.test_stride):
+    for part, subjects, stride in split.parts(config.train_stride or sel.stride,
+                                              config.test_stride or sel.stride):
         specs = []
         for subject in subjects:
             if not sel.wants_subject(subject):
                 continue
-            for fit_path in sorted((work.root / "fit" / subject).glob("*.npz")):
-                if fit_path.name == "shape.npz":
+            for seq in fitted_sequences(work, subject):
+                info = read_sequence_info(work.sequence_json(subject, seq))
+                if not sel.wants_sequence(info.action or seq, seq):
                     continue
-                seq = fit_path.stem
-                seq_json = json.loads(work.sequence_json(subject, seq).read_text())
-                if not sel.wants_sequence(seq_json.get("action", seq), seq):
-                    continue
-                with np.load(fit_path) as z:
-                    fitted = set(z["frame_index"].tolist())
+                fitted = set(read_fit_sequence(work.fit_sequence(subject, seq)).frame_index.tolist())
                 frames = [f for f in Selection(frames=sel.frames, stride=stride).frame_indices(max(fitted) + 1)
                           if f in fitted]
-                for camera in _sequence_cameras(work, subject, seq):
+                for camera in info.camera_ids:
                     if sel.wants_camera(camera):
                         specs += [SampleSpec(subject, seq, camera, f) for f in frames
                                   if work.image(subject, seq, camera, f).exists()]
@@ -127,12 +153,15 @@ def _params(config: SampleConfig) -> dict:
 
 
 def plan(config: SampleConfig, work: WorkDir) -> list[Unit]:
-    from fitting.bodymodel import resolve_body_model
     from sampling.shards import shard_name
 
-    model_path = resolve_body_model(config.body_model, work.root)
+    model = resolve_model(config.body_model, work)
+    parts = split_samples(work, config)
+    used = sorted({(s.subject, s.sequence) for specs in parts.values() for s in specs})
+    check_fit_model(model, (read_fit_sequence(work.fit_sequence(*k)) for k in used))
+    model_path = model.path
     units = []
-    for part, specs in split_samples(work, config).items():
+    for part, specs in parts.items():
         out_dir = part_dir(work, config, part)
         n = config.samples_per_shard
         for number, start in enumerate(range(0, len(specs), n)):
@@ -157,17 +186,16 @@ def plan(config: SampleConfig, work: WorkDir) -> list[Unit]:
 # --- one unit ---------------------------------------------------------------------------------
 
 
-def posed_body(model_path: Path, fit: dict, row: int, use_face_contour: bool):
+def posed_body(model_path: Path, fit: FitSequence, row: int, use_face_contour: bool):
     """(vertices (V,3), joints (J',3) smplx output) of one fitted frame, world frame, metres, float64."""
     import torch
 
     from fitting.bodymodel import cached_body_model_f64
 
     model = cached_body_model_f64(str(model_path), use_face_contour)
-    kw = {k: torch.as_tensor(fit[k][row:row + 1], dtype=torch.float64) for k in SMPLX_KEYS}
-    betas = torch.as_tensor(fit["betas"], dtype=torch.float64).reshape(1, -1)
+    kw = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in fit.smplx_kwargs(row).items()}
     with torch.no_grad():
-        out = model(betas=betas, **kw)
+        out = model(**kw)
     return out.vertices[0].numpy(), out.joints[0].numpy()
 
 
@@ -212,24 +240,21 @@ def make_sample(spec: SampleSpec, work: WorkDir, model_path: Path, config: Sampl
 
     from common.rng import rng_for
     from fitting.bodymodel import cached_body_model_f64
-    from pipeline.release.cameras import Camera, undistort_image
+    from fitting.smplx_params import smplx_params_to_camera
+    from pipeline.release.cameras import undistort_image
     from sampling.frustum import SamplerConfig, sample_query_points
     from sampling.sdf import signed_distance
-    from sampling.shards import ShardSample, smplx_params_to_camera
+    from sampling.shards import ShardSample
     from sampling.votes import nvf_votes
 
     seq_key = (spec.subject, spec.sequence)
     if seq_key not in cache:
-        with np.load(work.fit_sequence(*seq_key)) as z:
-            fit = {k: z[k] for k in z.files}
-        cams = {c["id"]: Camera.from_json(c) for c in json.loads(work.sequence_json(*seq_key).read_text())["cameras"]}
-        cache[seq_key] = (fit, cams, np.load(work.joints_world(*seq_key)), rest_pelvis(model_path, fit["betas"]))
-    fit, cams, mocap, pelvis_rest = cache[seq_key]
-    camera = cams[spec.camera]
-    rows = np.flatnonzero(fit["frame_index"] == spec.frame)
-    if len(rows) == 0:
-        raise DataError(f"{work.fit_sequence(*seq_key)}: frame {spec.frame} was not fitted")
-    row = int(rows[0])
+        fit = read_fit_sequence(work.fit_sequence(*seq_key))
+        cache[seq_key] = (fit, read_sequence_info(work.sequence_json(*seq_key)),
+                          read_joints_world(work.joints_world(*seq_key)), rest_pelvis(model_path, fit.betas))
+    fit, info, mocap, pelvis_rest = cache[seq_key]
+    camera = info.camera(spec.camera)
+    row = fit.row_of(spec.frame)
     frame_key = (seq_key, row)  # the cameras of one frame are neighbours in a shard: pose once
     if cache.get("frame_key") != frame_key:
         cache["frame_key"] = frame_key
@@ -256,14 +281,13 @@ def make_sample(spec: SampleSpec, work: WorkDir, model_path: Path, config: Sampl
         verts_cam, faces, root_cam, K_crop, config.crop, sampler, rng_for(config.seed, spec.key),
         lambda p: signed_distance(p, verts_cam, faces, backend=config.sdf_backend))
     votes = nvf_votes(points.astype(np.float64), joints_cam, config.radius)
-    params = smplx_params_to_camera({k: fit[k][row] for k in SMPLX_KEYS} | {"betas": fit["betas"]},
-                                    R, t, pelvis_rest)
+    params = smplx_params_to_camera({k: v[0] for k, v in fit.smplx_kwargs(row).items()}, R, t, pelvis_rest)
     return ShardSample(
         key=spec.key, subject=spec.subject, sequence=spec.sequence, camera=spec.camera, frame=spec.frame,
         image=crop, K=K_crop, cam_from_world_R=R, cam_from_world_t=t, root=root_cam, points=points,
         sdf=sdf, votes=votes.astype(np.float16), joints=joints_cam.astype(np.float32),
         smplx={k: np.asarray(v, dtype=np.float32) for k, v in params.items()},
-        fit_mpjpe_mm=float(fit["mpjpe_mm"][row]),
+        fit_mpjpe_mm=float(fit.mpjpe_mm[row]),
     )
 
 
@@ -313,6 +337,10 @@ STAGE = Stage(
     plan=plan,
     run_unit=run_unit,
     finalize=finalize,
+    default_stride=None,
+    stride_help=("--stride sets both parts' frame stride; without it each split uses its own ("
+                 + "; ".join(f"{s.name}: train {s.train_stride}, test {s.test_stride}" for s in SPLITS.values())
+                 + "). --train-stride / --test-stride override one part."),
     options=(
         StageOption("split", str, "Named split: protocol1 or h3wb."),
         StageOption("train_stride", int, "Override the split's training frame stride."),

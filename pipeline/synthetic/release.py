@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import tempfile
@@ -35,10 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
+from common.hashing import sha256_file
 from common.rng import rng_for
+from common.units import MM_PER_M
 from pipeline.errors import DataError
 from pipeline.release.cameras import (
-    MM_PER_M,
     W0_INTRINSICS_OFFSET,
     Camera,
     cam_from_world,
@@ -400,10 +400,6 @@ def _corrupt(config: SyntheticReleaseConfig, subject: str, key: SequenceKey, cam
                if (q.subject, tuple(q.sequence), q.camera) == (subject, tuple(key), camera))
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def write_synthetic_release(out: Path, config: SyntheticReleaseConfig | None = None) -> Path:
     """Write a synthetic Human3.6M release into ``out`` (created if needed); returns ``out``.
 
@@ -424,7 +420,7 @@ def write_synthetic_release(out: Path, config: SyntheticReleaseConfig | None = N
         jobs = _write_subjects(out, config, metadata, body)
         model_record = {"generator": "fitting.synthetic_model.write_synthetic_model",
                         "seed": config.model_seed, "file": body.model_path.name,
-                        "sha256": _sha256(body.model_path), "num_betas": NUM_BETAS,
+                        "sha256": sha256_file(body.model_path), "num_betas": NUM_BETAS,
                         "num_expression_coeffs": NUM_EXPRESSION, "flat_hand_mean": False}
     _run_jobs(jobs, config.workers)
     write_metadata(out / "metadata.xml", metadata)
@@ -469,20 +465,26 @@ def _write_subjects(out: Path, config: SyntheticReleaseConfig, metadata: Metadat
 
 def write_groundtruth_fits(release: Path, work_dir: Path, mpjpe_mm: float = 0.0) -> int:
     """WORK/fit/<S>/<seq>.npz from a synthetic release's true SMPL-X parameters: a perfect fit
-    in the fit stage's format (every mocap frame, recorded error ``mpjpe_mm``), so that sample,
-    validate, audit and h3wb run on exactly known bodies without fitting. Returns the number of
-    frames written."""
+    in the fit stage's format (every mocap frame, recorded error ``mpjpe_mm``, the release
+    model's sha256), so that sample, validate, audit and h3wb run on exactly known bodies
+    without fitting. Returns the number of frames written."""
     from fitting.joint_sets import H36M17
+    from pipeline.artifacts import SMPLX_PARAM_KEYS, FitSequence, write_fit_sequence
+
     work = WorkDir(Path(work_dir))
+    model_json = Path(release) / "groundtruth" / "model.json"
+    sha = json.loads(model_json.read_text())["model"]["sha256"] if model_json.is_file() else ""
     frames = 0
     for gt in sorted((Path(release) / "groundtruth").glob("S*/*.npz")):
         with np.load(gt) as z:
-            params = {k: z[k] for k in z.files if k not in ("joints_h36m32", "action_id", "subaction")}
+            params = {k: z[k] for k in SMPLX_PARAM_KEYS}
+            betas = z["betas"]
         t = params["global_orient"].shape[0]
         path = work.fit_sequence(gt.parent.name, sequence_folder_name(gt.stem))
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_savez(path, **params, frame_index=np.arange(t), mpjpe_mm=np.full(t, mpjpe_mm),
-                      joint_err_mm=np.full((t, len(H36M17)), mpjpe_mm), converged=np.ones(t, bool))
+        write_fit_sequence(path, FitSequence(
+            betas=betas.reshape(-1), params=params, frame_index=np.arange(t), mpjpe_mm=np.full(t, mpjpe_mm),
+            joint_err_mm=np.full((t, len(H36M17)), mpjpe_mm), converged=np.ones(t, bool), body_model_sha256=sha))
         frames += t
     return frames
 

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import extract_with_true_fit
+from helpers import extract_with_true_fit
 
 from cli import main
 from fitting.joint_sets import H36M17

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import extract_with_true_fit
+from helpers import extract_with_true_fit
 
 from cli import main
 

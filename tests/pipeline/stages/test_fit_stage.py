@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import install_model
+from helpers import install_model
 
 from cli import main
 from fitting.correspondence import correspondence_vertex_ids, h36m32_from_smplx

@@ -15,7 +15,8 @@ from nvf.metrics import action_of, format_table, pa_per_joint_errors, per_joint_
 from nvf.model import NVFNet, project_to_grid
 from nvf.synthetic import write_synthetic_split
 from nvf.vote import frustum_grid, vote_joints
-from sampling.shards import ShardConfig, ShardDataset
+from sampling.dataset import ShardDataset
+from sampling.shards import ShardConfig
 
 SHARDS = ShardConfig(radius=0.2, num_points=256, image_size=32)
 TINY = {"model": {"width": 8, "levels": 1, "mlp": [16, 16]}, "points": 32, "batch_size": 2,

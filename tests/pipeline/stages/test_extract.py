@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import tiny_frame, tiny_mocap_mm, write_tiny_release
+from helpers import tiny_frame, tiny_mocap_mm, write_tiny_release
 
 from cli import main
 from pipeline.orchestration.runner import get_client

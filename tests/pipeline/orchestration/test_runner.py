@@ -12,11 +12,11 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
-from pipeline.errors import DataError
+from pipeline.errors import DataError, SelectionError
 from pipeline.orchestration.runner import _give_gpu, run_stage
 from pipeline.selection import Selection
 from pipeline.stages import stage_names, stage_range
-from pipeline.stages.base import Stage, StageOption, Unit
+from pipeline.stages.base import Stage, StageConfig, StageOption, Unit
 from pipeline.store import WorkDir, atomic_write_json, read_done_record
 
 # workers cannot import this test module by name: ship its functions by value
@@ -24,11 +24,9 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 @dataclass(frozen=True)
-class ToyConfig:
-    source: Path
+class ToyConfig(StageConfig):
+    source: Path | None = None
     """Input file; every unit reads it."""
-    selection: Selection = Selection()
-    """Unused by the toy, present like in real stages."""
     factor: int = 2
     """Multiplies the unit index."""
     count: int = 4
@@ -80,7 +78,7 @@ def run(config, work, client, **kw):
 
 def test_runs_all_then_skips_all(toy, dask_client):
     work, source = toy
-    report = run(ToyConfig(source), work, dask_client)
+    report = run(ToyConfig(source=source), work, dask_client)
     assert [o.result for o in report.outcomes] == ["done"] * 4
     for i in range(4):
         data = json.loads((work.root / f"toy/out/{i}.json").read_text())
@@ -94,7 +92,7 @@ def test_runs_all_then_skips_all(toy, dask_client):
     assert run_json["stages"]["toy"]["config"]["factor"] == 2
 
     mtimes = {p: p.stat().st_mtime_ns for p in (work.root / "toy").rglob("*.json")}
-    again = run(ToyConfig(source), work, dask_client)
+    again = run(ToyConfig(source=source), work, dask_client)
     assert [o.result for o in again.outcomes] == ["skipped"] * 4
     assert "4 units: 0 done, 4 skipped (up to date), 0 failed" in again.format()
     assert all(p.stat().st_mtime_ns == m for p, m in mtimes.items() if "failures" not in p.name)
@@ -102,40 +100,40 @@ def test_runs_all_then_skips_all(toy, dask_client):
 
 def test_dry_run_lists_reasons_and_writes_nothing(toy, dask_client):
     work, source = toy
-    dry = run(ToyConfig(source), work, None, dry_run=True)
+    dry = run(ToyConfig(source=source), work, None, dry_run=True)
     assert [o.result for o in dry.outcomes] == ["would run"] * 4
     assert not work.root.exists()
     text = dry.format()
     assert text.splitlines()[0] == "toy: 4 units, 4 would run, 0 up to date"
     assert "  run   toy/0  missing" in text
 
-    run(ToyConfig(source), work, dask_client)
+    run(ToyConfig(source=source), work, dask_client)
     (work.root / "toy/out/1.json").unlink()
-    dry = run(ToyConfig(source, factor=3), work, None, dry_run=True)
+    dry = run(ToyConfig(source=source, factor=3), work, None, dry_run=True)
     assert all(o.status.startswith("stale (options changed: factor 2→3") for o in dry.outcomes)
-    dry = run(ToyConfig(source), work, None, dry_run=True)
+    dry = run(ToyConfig(source=source), work, None, dry_run=True)
     assert [o.status for o in dry.outcomes] == [
         "up to date", "stale (output missing: toy/out/1.json)", "up to date", "up to date"]
     assert "  skip  toy/0  up to date" in dry.format()
-    dry = run(ToyConfig(source), work, None, dry_run=True, force=True)
+    dry = run(ToyConfig(source=source), work, None, dry_run=True, force=True)
     assert dry.outcomes[0].status == "forced"
 
 
 def test_stale_units_rerun_only(toy, dask_client):
     work, source = toy
-    run(ToyConfig(source), work, dask_client)
+    run(ToyConfig(source=source), work, dask_client)
     (work.root / "toy/out/2.json").write_text("{}")  # corrupted by hand (other size)
-    report = run(ToyConfig(source), work, dask_client)
+    report = run(ToyConfig(source=source), work, dask_client)
     assert [o.result for o in report.outcomes] == ["skipped", "skipped", "done", "skipped"]
     source.write_text("world")
-    report = run(ToyConfig(source), work, dask_client)
+    report = run(ToyConfig(source=source), work, dask_client)
     assert all(o.status.startswith("stale (input changed:") for o in report.outcomes)
     assert json.loads((work.root / "toy/out/0.json").read_text())["text"] == "world"
 
 
 def test_failures_are_recorded_and_others_complete(toy, dask_client):
     work, source = toy
-    report = run(ToyConfig(source, fail=("toy/1",)), work, dask_client)
+    report = run(ToyConfig(source=source, fail=("toy/1",)), work, dask_client)
     assert [o.key for o in report.failed] == ["toy/1"]
     reason = report.failed[0].reason
     assert reason == f"DataError: {source}: unit toy/1 cannot be read"
@@ -144,7 +142,7 @@ def test_failures_are_recorded_and_others_complete(toy, dask_client):
     assert read_done_record(work, "toy", "toy/1") is None
     assert f"FAILED  toy/1  {reason}" in report.format()
     # fixed: only the failed unit runs
-    report = run(ToyConfig(source), work, dask_client)
+    report = run(ToyConfig(source=source), work, dask_client)
     assert [o.result for o in report.outcomes] == ["skipped", "done", "skipped", "skipped"]
     assert json.loads(work.failures_json("toy").read_text()) == []
 
@@ -152,7 +150,7 @@ def test_failures_are_recorded_and_others_complete(toy, dask_client):
 def test_worker_killed_mid_unit_does_not_fail_the_run(toy, dask_client, tmp_path):
     work, source = toy
     marker = tmp_path / "died"
-    report = run(ToyConfig(source, die_marker=str(marker)), work, dask_client)
+    report = run(ToyConfig(source=source, die_marker=str(marker)), work, dask_client)
     assert marker.exists()  # a worker really died inside unit toy/0
     assert [o.result for o in report.outcomes] == ["done"] * 4
     assert json.loads((work.root / "toy/out/0.json").read_text())["value"] == 0
@@ -161,13 +159,13 @@ def test_worker_killed_mid_unit_does_not_fail_the_run(toy, dask_client, tmp_path
 
 def test_gpu_units_need_a_worker_with_the_gpu_resource(toy, dask_client):
     work, source = toy
-    report = run(ToyConfig(source, gpu=True, count=2), work, dask_client)
+    report = run(ToyConfig(source=source, gpu=True, count=2), work, dask_client)
     assert report.failed[0].reason == "no dask worker offers resources {'GPU': 1}"
     # what get_client does for each CUDA device: give one worker {"GPU": 1}
     worker = sorted(dask_client.scheduler_info(n_workers=-1)["workers"])[0]
     dask_client.run(_give_gpu, workers=[worker])
     try:
-        report = run(ToyConfig(source, gpu=True, count=2), work, dask_client)
+        report = run(ToyConfig(source=source, gpu=True, count=2), work, dask_client)
         assert [o.result for o in report.outcomes] == ["done", "done"]
         gpu_pid = dask_client.run(os.getpid, workers=[worker])[worker]
         assert [o.info["pid"] for o in report.outcomes] == [gpu_pid, gpu_pid]
@@ -179,12 +177,14 @@ async def _take_gpu(dask_worker) -> None:
     await dask_worker.set_resources(GPU=0)
 
 
-def test_make_config_ignores_foreign_and_none_options(toy):
+def test_make_config_ignores_none_and_rejects_foreign_options(toy):
     _, source = toy
     config = TOY.make_config(h36m=None, selection=Selection(stride=5),
-                             options={"source": source, "factor": None, "jpeg_quality": 90})
+                             options={"source": source, "factor": None})
     assert config.factor == 2 and config.selection.stride == 5 and config.source == source
     assert TOY.options[0].flag == "--factor"
+    with pytest.raises(SelectionError, match="unknown option.*jpeg_quality"):  # a typo must not vanish
+        TOY.make_config(h36m=None, selection=Selection(), options={"source": source, "jpeg_quality": 90})
 
 
 def test_stage_range():

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import extract_with_true_fit
+from helpers import extract_with_true_fit
 from scipy.spatial.transform import Rotation
 
 from cli import main

@@ -12,8 +12,9 @@ import torch
 from click.testing import CliRunner
 
 from cli import main
+from common.hashing import sha256_file
 from fitting import bodymodel
-from fitting.bodymodel import check_model_file, load_body_model, model_sha256, resolve_body_model
+from fitting.bodymodel import check_model_file, load_body_model, resolve_body_model
 from fitting.errors import BodyModelError
 from fitting.synthetic_model import write_synthetic_model
 
@@ -53,7 +54,7 @@ def test_check_accepts_synthetic_file_and_prints_sha256(model_path):
     assert code == 0, out
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
     assert out.strip() == f"{model_path}  sha256={digest}"
-    assert model_sha256(model_path) == digest
+    assert sha256_file(model_path) == digest
     assert check_model_file(model_path) == model_path
 
 
@@ -216,7 +217,7 @@ def test_cli_body_model_synthetic_writes_the_same_bytes(tmp_path, model_path):
     result = CliRunner().invoke(main, ["body-model", "synthetic", str(out), "--seed", "0"])
     assert result.exit_code == 0, result.output
     written = out / "smplx" / "SMPLX_NEUTRAL.npz"  # the official layout: smplx.create(out, model_type="smplx")
-    assert result.output.strip() == f"{written}  sha256={model_sha256(written)}"
+    assert result.output.strip() == f"{written}  sha256={sha256_file(written)}"
     assert written.read_bytes() == model_path.read_bytes()
     model = smplx.create(str(out), model_type="smplx", gender="neutral", use_pca=False, num_betas=10,
                          num_expression_coeffs=10, use_face_contour=True)

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
+from common.units import MM_PER_M
 from pipeline.errors import DataError
 from pipeline.release.h36m import (
     ACTIONS,
     CAMERA_IDS,
-    MM_PER_M,
     SUBJECTS_WITH_DATA,
     image_name,
     read_mocap_world,

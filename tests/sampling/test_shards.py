@@ -9,17 +9,17 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from fitting.smplx_params import smplx_params_to_camera
 from nvf.synthetic import make_sample, write_synthetic_split
+from sampling.dataset import ShardDataset
 from sampling.errors import ShardError
 from sampling.shards import (
     SCHEMA,
     ShardConfig,
-    ShardDataset,
     ShardWriter,
     check_shard,
     open_shard,
     read_index,
-    smplx_params_to_camera,
 )
 
 CONFIG = ShardConfig(radius=0.3, num_points=64, image_size=32, sampler={"test": True})

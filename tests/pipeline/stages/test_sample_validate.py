@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import extract_with_true_fit
+from helpers import extract_with_true_fit
 
 from cli import main
 from fitting.joint_sets import H36M17_FROM_H36M32
@@ -43,13 +43,13 @@ def rewrite_index_sha(split_dir):
 
 
 def test_index_lists_every_shard_with_its_checksum(sampled_work):
-    from sampling.shards import file_sha256
+    from common.hashing import sha256_file
 
     index = json.loads((sampled_work / "shards" / SPLIT / "index.json").read_text())
     assert index["samples"] == 4 * 4  # 4 cameras × frames 0, 3, 6, 9
     assert [s["name"] for s in index["shards"]] == ["shard-00000.h5", "shard-00001.h5"]
     for s in index["shards"]:
-        assert file_sha256(sampled_work / "shards" / SPLIT / s["name"]) == s["sha256"]
+        assert sha256_file(sampled_work / "shards" / SPLIT / s["name"]) == s["sha256"]
     assert not (sampled_work / "shards" / "protocol1-train").exists()
 
 
@@ -141,11 +141,60 @@ def test_validate_cli_reports_failures_with_exit_1(sampled_work, tmp_path):
 
 
 def test_sampling_is_deterministic(sampled_work, tmp_path):
-    from sampling.shards import file_sha256
+    from common.hashing import sha256_file
 
     work = copy_split(sampled_work, tmp_path)
-    before = {p.name: file_sha256(p) for p in (work / "shards" / SPLIT).glob("*.h5")}
+    before = {p.name: sha256_file(p) for p in (work / "shards" / SPLIT).glob("*.h5")}
     run_stages(["sample"], work, options={"test_stride": 3, "points": 512, "samples_per_shard": 8},
                force=True, workers=1, progress=False)
-    after = {p.name: file_sha256(p) for p in (work / "shards" / SPLIT).glob("*.h5")}
+    after = {p.name: sha256_file(p) for p in (work / "shards" / SPLIT).glob("*.h5")}
     assert before == after
+
+
+def _shard_frames(split_dir) -> list[int]:
+    frames = []
+    for path in sorted(split_dir.glob("shard-*.h5")):
+        with h5py.File(path) as f:
+            frames += f["frame"][()].tolist()
+    return frames
+
+
+def test_sample_stride_option_sets_the_frame_stride_of_both_parts(sampled_work, tmp_path):
+    """``sample --stride 2`` writes frames 0, 2, …, 8 (the split's own test stride, 64, would keep
+    frame 0 only); ``--test-stride`` still overrides its part."""
+    work = copy_split(sampled_work, tmp_path)
+    shutil.rmtree(work / "shards")
+    args = ["sample", "--out", str(work), "--points", "128", "--samples-per-shard", "64",
+            "--workers", "1", "--no-progress"]
+    result = CliRunner().invoke(main, [*args, "--stride", "2"])
+    assert result.exit_code == 0, result.output
+    frames = _shard_frames(work / "shards" / SPLIT)
+    assert sorted(set(frames)) == [0, 2, 4, 6, 8] and len(frames) == 5 * 4  # × 4 cameras
+    result = CliRunner().invoke(main, [*args, "--stride", "2", "--test-stride", "5"])
+    assert result.exit_code == 0, result.output
+    assert sorted(set(_shard_frames(work / "shards" / SPLIT))) == [0, 5]
+
+
+def test_sample_with_another_body_model_than_the_fit_names_both_files(sampled_work, tmp_path):
+    work = copy_split(sampled_work, tmp_path)
+    with np.load(work / "bodymodel" / "SMPLX_NEUTRAL.npz", allow_pickle=True) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["v_template"] = arrays["v_template"] + 0.01  # a different (valid) model file
+    other = tmp_path / "other" / "SMPLX_NEUTRAL.npz"
+    other.parent.mkdir()
+    np.savez(other, **arrays)
+    result = CliRunner().invoke(main, ["sample", "--out", str(work), "--body-model", str(other),
+                                       "--test-stride", "3", "--no-progress"])
+    assert result.exit_code == 1
+    line = result.output.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert str(other) in line and str(work / "fit" / "S9" / "Walking_1.npz") in line
+    assert "not the body model" in line
+
+
+def test_unknown_or_bad_sample_options_are_usage_errors(sampled_work):
+    runner = CliRunner()
+    for bad, words in ((["--split", "protocol9"], "--split"), (["--joints", "h36m18"], "--joints"),
+                       (["--points", "0"], "--points")):
+        result = runner.invoke(main, ["sample", "--out", str(sampled_work), *bad])
+        assert result.exit_code == 2 and words in result.output, result.output

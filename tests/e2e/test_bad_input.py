@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import tiny_mocap_mm, write_tiny_release
+from helpers import tiny_mocap_mm, write_tiny_release
 
 from cli import main
 from pipeline.release.h36m import mocap_path, video_path, write_pose_cdf

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REFERENCE
 
 from fitting.joint_sets import H36M32
 from pipeline.errors import DataError
 from pipeline.release.metadata import Metadata, default_metadata, read_metadata, write_metadata
 from pipeline.release.quirks import CANONICAL_ACTIONS, canonical_action
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 REFERENCE_XML = REFERENCE / "h36m_metadata.xml"
 REFERENCE_TABLES = REFERENCE / "h36m_metadata_tables.json"
 

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+from common.hashing import sha256_file
 from pipeline.errors import WorkDirBusy
 from pipeline.store import (
     SMALL_FILE_BYTES,
@@ -25,7 +26,6 @@ from pipeline.store import (
     clean_temp_files,
     fingerprint,
     fingerprint_matches,
-    sha256_file,
     unit_status,
     write_done_record,
 )

@@ -7,12 +7,12 @@ import json
 import math
 import pickle
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import REFERENCE
 
 from pipeline.release.cameras import (
     Camera,
@@ -31,8 +31,6 @@ from pipeline.release.cameras import (
     w0_from_cameras,
     world_from_cam,
 )
-
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
 # Camera 54138969 of S1 as published (VideoPose3D float32 table), rounded; only used as
 # realistic numbers, the tests never compare against them.

@@ -1,0 +1,225 @@
+"""The click machinery behind ``cli.py``: stage commands generated from the Stage records,
+the shared options, and one-line user errors.
+
+``cli.py`` only declares commands; everything that turns a ``Stage`` (pipeline/stages) into a
+command, and a library error into click's one-line message, lives here.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import click
+
+from fitting.errors import BodyModelError
+from nvf.errors import NVFError
+from pipeline.errors import DataError, SelectionError, WorkDirBusy
+from pipeline.stages.base import BODY_MODEL_OPTION
+from sampling.errors import ShardError
+
+USER_ERRORS = (DataError, BodyModelError, ShardError, NVFError, WorkDirBusy, FileNotFoundError)
+
+
+
+def user_errors(fn):
+    """Turn the library's user-facing errors into click's one-line errors (exit 1 / 2)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SelectionError as e:
+            raise click.UsageError(str(e)) from e
+        except USER_ERRORS as e:
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            raise click.ClickException(str(e)) from e
+
+    return wrapper
+
+
+def selection_options(fn):
+    """The selection options every stage accepts (see pipeline.selection)."""
+    options = [
+        click.option("--subjects", help="Comma-separated subjects, e.g. S1,S5 (default: all)."),
+        click.option("--actions", help="Comma-separated actions or sequences, e.g. Walking,Eating_2."),
+        click.option("--cameras", help="Comma-separated camera ids, e.g. 54138969."),
+        click.option("--frames", help="Mocap frame range START:STOP (stop exclusive)."),
+        click.option("--stride", type=click.IntRange(min=1), default=None,
+                     help="Keep every N-th frame (stage default when omitted)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def build_selection_from(kwargs: dict, default_stride: int = 1):
+    """Pop the selection options out of a command's kwargs into a Selection."""
+    from pipeline.selection import build_selection
+
+    stride = kwargs.pop("stride", None)
+    return build_selection(
+        subjects=kwargs.pop("subjects", None),
+        actions=kwargs.pop("actions", None),
+        cameras=kwargs.pop("cameras", None),
+        frames=kwargs.pop("frames", None),
+        stride=default_stride if stride is None else stride,
+    )
+
+
+def body_model_option(fn):
+    """``--body-model`` of the commands outside the stages (validate, audit, show-fit, spot-check),
+    with the stages' help text."""
+    return click.option("--body-model", default="synthetic", show_default=True, help=BODY_MODEL_OPTION.help)(fn)
+
+
+def _orchestration_params(needs_release: bool) -> list[click.Parameter]:
+    """Options every stage command takes (before the selection and the stage's own)."""
+    return [
+        click.Option(["--h36m"], type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     required=needs_release, help="Human3.6M release root (holds metadata.xml)."),
+        click.Option(["--out"], type=click.Path(file_okay=False, path_type=Path), required=True,
+                     help="Work directory WORK."),
+        click.Option(["--scheduler"], help="Attach to a dask scheduler, e.g. tcp://host:8786 "
+                     "(default: $H36M_NVF_SCHEDULER, else a local cluster)."),
+        click.Option(["--workers"], type=click.IntRange(min=1),
+                     help="Local cluster worker processes [default: one per core]."),
+        click.Option(["--force"], is_flag=True, help="Recompute units that are up to date."),
+        click.Option(["--dry-run"], is_flag=True, help="List the units and why they would run; change nothing."),
+        click.Option(["--keep-going"], is_flag=True, help="Exit 0 even when units failed (they are still reported)."),
+        click.Option(["--no-progress"], is_flag=True, help="No progress bar (for logs)."),
+        click.Option(["--wait"], is_flag=True, help="Wait for another run on WORK instead of refusing."),
+    ]
+
+
+def _decorator_params(decorator) -> list[click.Parameter]:
+    """The click parameters a decorator such as selection_options would add, in order."""
+
+    def target():
+        pass
+
+    decorator(target)
+    return list(reversed(target.__click_params__))
+
+
+def _stage_option_params(stages) -> list[click.Parameter]:
+    """click options of the stages' StageOption lists (first stage wins a shared name)."""
+    params, seen = [], set()
+    for stage in stages:
+        defaults = stage.config_defaults()
+        for opt in stage.options:
+            if opt.field in seen:
+                continue
+            seen.add(opt.field)
+            default = defaults.get(opt.field)
+            help_text = opt.help + (f"  [default: {default}]" if default is not None else "")
+            if opt.type is bool:
+                decl = f"{opt.flag}/--no-{opt.flag[2:]}"
+                params.append(click.Option([decl, opt.field], default=None, help=help_text))
+            else:
+                ptype = click.Path(path_type=Path) if opt.type is Path else opt.type
+                params.append(click.Option([opt.flag, opt.field], type=ptype, default=None, help=help_text))
+    return params
+
+
+class StageCommand(click.Command):
+    """``h36m-nvf <stage>`` or, with ``stage=None``, ``h36m-nvf run``; options built on first use.
+
+    The stage modules (pipeline/stages, registered in STAGE_MODULES) are imported only when
+    the command is used or its help shown, so ``h36m-nvf --help`` stays fast.
+    """
+
+    def __init__(self, name: str, stage: str | None) -> None:
+        super().__init__(name=name, callback=self._invoke)
+        self.stage_name = stage
+        self._built = False
+
+    def _stages(self):
+        from pipeline.stages import get_stage, stage_names
+
+        return [get_stage(n) for n in ([self.stage_name] if self.stage_name else stage_names())]
+
+    def _build(self) -> None:
+        if self._built:
+            return
+        stages = self._stages()
+        params = _orchestration_params(self.stage_name is not None and stages[0].needs_release)
+        if self.stage_name is None:
+            from pipeline.stages import stage_names
+
+            names = click.Choice(stage_names())
+            params += [click.Option(["--from", "first"], type=names, help="First stage [default: the first]."),
+                       click.Option(["--to", "last"], type=names, help="Last stage [default: the last].")]
+            self.help = ("Run the stages in order (" + " → ".join(s.name for s in stages)
+                         + "), each with its options; a stage only redoes what is not up to date.")
+        else:
+            stage = stages[0]
+            self.help = f"{stage.help}\n\n" + (stage.stride_help or f"Default --stride: {stage.default_stride}.")
+        self.params = params + _decorator_params(selection_options) + _stage_option_params(stages)
+        self._built = True
+
+    def get_params(self, ctx):
+        self._build()
+        return super().get_params(ctx)
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        try:
+            self._build()
+        except Exception:  # a broken stage module must not break `h36m-nvf --help`
+            return f"Stage {self.stage_name or 'chain'} (cannot be loaded)."
+        return super().get_short_help_str(limit)
+
+    def format_help(self, ctx, formatter) -> None:
+        self._build()
+        super().format_help(ctx, formatter)
+
+    def _invoke(self, **kwargs) -> None:
+        from pipeline.stages import stage_range
+
+        if self.stage_name is None:
+            try:
+                names = stage_range(kwargs.pop("first"), kwargs.pop("last"))
+            except KeyError as e:
+                raise click.UsageError(e.args[0]) from e
+        else:
+            names = [self.stage_name]
+        run_stage_command(names, kwargs)
+
+
+def quiet_dask_logs() -> None:
+    """Without -v, dask's INFO lines (scheduler and nanny start/stop) would bury the summaries."""
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        import distributed  # noqa: F401  (sets its loggers to INFO on import)
+
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
+@user_errors
+def run_stage_command(names: list[str], kwargs: dict) -> None:
+    from pipeline.orchestration.api import run_stages
+
+    stride = kwargs.pop("stride", None)
+    selection = build_selection_from(kwargs)
+    common = {k: kwargs.pop(k) for k in ("scheduler", "workers", "force", "dry_run", "keep_going", "wait")}
+    progress = not kwargs.pop("no_progress")
+    out, h36m = kwargs.pop("out"), kwargs.pop("h36m", None)
+    if not common["dry_run"]:
+        quiet_dask_logs()
+    try:
+        reports = run_stages(names, out, h36m=h36m, selection=selection, stride=stride,
+                             options=kwargs, progress=progress, echo=click.echo, **common)
+    except ConnectionError as e:
+        raise click.ClickException(str(e)) from e
+    if any(r.failed for r in reports) and not common["keep_going"]:
+        click.get_current_context().exit(1)
+
+
+def register_stage_commands(group: click.Group) -> None:
+    """Add ``h36m-nvf <stage>`` for every registered stage and ``h36m-nvf run`` to ``group``."""
+    from pipeline.stages import stage_names
+
+    for name in stage_names():
+        group.add_command(StageCommand(name, name))
+    group.add_command(StageCommand("run", None))
