@@ -92,6 +92,10 @@ def inspect(root: Path, no_count: bool, **kwargs) -> None:
     click.echo(format_release_table(release))
 
 
+MISMATCHED_MARKER_NOISE_MM = 5.0
+"""demo-data's marker noise with --mocap-skeleton mismatched unless --marker-noise-mm is given."""
+
+
 @main.command("demo-data")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--subjects", default="S1,S8,S9", show_default=True, help="Comma-separated subjects.")
@@ -102,8 +106,15 @@ def inspect(root: Path, no_count: bool, **kwargs) -> None:
 @click.option("--scale", type=float, default=None,
               help="Image scale against the real cameras (default: the library's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
-@click.option("--marker-noise-mm", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Gaussian noise added to the written mocap (mm).")
+@click.option("--marker-noise-mm", type=click.FloatRange(min=0), default=None,
+              help="Gaussian noise added to the written mocap (mm, per coordinate; default 0, "
+                   "or 5 with --mocap-skeleton mismatched).")
+@click.option("--mocap-skeleton", type=click.Choice(["smplx", "mismatched"]), default="smplx", show_default=True,
+              help="smplx: mocap joints through the fitter's correspondence (a perfect fit reproduces "
+                   "them); mismatched: joints defined differently, as a real mocap system's are (fixed "
+                   "per-subject offsets in the bone frames).")
+@click.option("--mocap-offset-mm", type=(float, float), default=(10.0, 40.0), show_default=True,
+              help="Length range (min max, mm) of the mismatched skeleton's per-joint offsets.")
 @click.option("--model-seed", type=int, default=0, show_default=True,
               help="Seed of the synthetic body model.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
@@ -112,8 +123,11 @@ def inspect(root: Path, no_count: bool, **kwargs) -> None:
               help="Work dir whose bodymodel/ keeps the generated body model (e.g. the "
                    "pipeline's --out); default: a temporary folder.")
 @user_errors
-def demo_data(out: Path, subjects: str, sequences: str, scale: float | None, **kwargs) -> None:
+def demo_data(out: Path, subjects: str, sequences: str, scale: float | None, marker_noise_mm: float | None,
+              **kwargs) -> None:
     """Write a synthetic Human3.6M release with known ground truth into OUT."""
+    if marker_noise_mm is None:
+        marker_noise_mm = MISMATCHED_MARKER_NOISE_MM if kwargs["mocap_skeleton"] == "mismatched" else 0.0
     from pipeline.synthetic.release import (
         SyntheticReleaseConfig,
         parse_sequence_key,
@@ -124,6 +138,7 @@ def demo_data(out: Path, subjects: str, sequences: str, scale: float | None, **k
         subjects=tuple(s.strip() for s in subjects.split(",") if s.strip()),
         sequences=tuple(parse_sequence_key(s) for s in sequences.split(",") if s.strip()),
         **({} if scale is None else {"scale": scale}),
+        marker_noise_mm=marker_noise_mm,
         **kwargs,
     )
     write_synthetic_release(out, config)

@@ -305,25 +305,28 @@ def limit_residual_jacobian(body_pose: torch.Tensor, bone_axes_: torch.Tensor) -
     """
     from torch.func import jvp
 
-    rv = body_pose.unflatten(-1, (21, 3))
-
-    def f(x):
-        s, t = limit_excess(x, bone_axes_)
-        return torch.stack([s, t], -2)  # (B, 2, 21)
-
-    cols = []
-    r = None
-    for i in range(3):
-        tangent = torch.zeros_like(rv)
-        tangent[..., i] = 1.0
-        r, d = jvp(f, (rv,), (tangent,))
-        cols.append(d)
-    d = torch.stack(cols, -1)  # (B, 2, 21, 3)
+    r = limit_residual(body_pose, bone_axes_)
     b = body_pose.shape[0]
     jac = body_pose.new_zeros((b, 2, 21, 21, 3))
-    j = torch.arange(21, device=body_pose.device)
-    jac[:, :, j, j, :] = d
-    return r.flatten(1), jac.flatten(-2).flatten(1, 2)
+    rows = torch.nonzero((r > 0).any(-1))[:, 0]  # frames with an active hinge (usually few)
+    if rows.numel():
+        rv = body_pose[rows].unflatten(-1, (21, 3))
+
+        def f(x):
+            s, t = limit_excess(x, bone_axes_)
+            return torch.stack([s, t], -2)  # (K, 2, 21)
+
+        cols = []
+        for i in range(3):
+            tangent = torch.zeros_like(rv)
+            tangent[..., i] = 1.0
+            cols.append(jvp(f, (rv,), (tangent,))[1])
+        d = torch.stack(cols, -1)  # (K, 2, 21, 3)
+        j = torch.arange(21, device=body_pose.device)
+        sub = jac[rows]
+        sub[:, :, j, j, :] = d
+        jac[rows] = sub
+    return r, jac.flatten(-2).flatten(1, 2)
 
 
 def _rotvec_of_quat(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

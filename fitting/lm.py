@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import torch
 
 
-
 def _solve_spd(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """x = a^-1 b for batched SPD a (..., n, n), b (..., n); float64 inside for stability."""
     a64, b64 = a.double(), b.double()

@@ -27,9 +27,9 @@ restart from each neighbour's pose; a last LM pass on all frames adds temporal s
 from __future__ import annotations
 
 import contextlib
-import os
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,12 @@ from torch.func import jacfwd
 
 from fitting.correspondence import correspondence_vertex_ids, correspondence_weights
 from fitting.errors import BodyModelError
+from fitting.joint_limits import (
+    bone_axes,
+    limit_residual,
+    limit_residual_jacobian,
+    project_to_limits,
+)
 from fitting.joint_sets import H36M17_FROM_H36M32, H36M32
 from fitting.lbs_subset import (
     NUM_BODY_JOINTS,
@@ -50,7 +56,6 @@ from fitting.lbs_subset import (
     rest_vertices,
     skinner_from_smplx,
 )
-from fitting.joint_limits import bone_axes, limit_residual, limit_residual_jacobian, project_to_limits
 from fitting.lm import LMResult, lm_batched
 from fitting.losses import gmof_energy, neighbour_mean, per_joint_error_mm
 from fitting.priors import GMMPrior
@@ -94,6 +99,9 @@ class FitConfig:
     beta_prior_weight: float = 1e-5
     """Weight of the L2 prior on betas per frame of the shape fit (small: on exact data the
     shape fit reaches the exact solution)."""
+    shape_evidence_frames: float = 1.0
+    """How many independent frames' worth of evidence about the shape the shape fit's
+    frames count as, against the N(0, 1) beta prior (see Fitter._shape_prior_weight)."""
     beta_soft_bound: float = 2.5
     """|beta| beyond this is penalised by a hinge of weight ``beta_bound_weight`` per frame."""
     beta_bound_weight: float = 1e2
@@ -290,7 +298,7 @@ class Fitter:
             prior = math.sqrt(c.gmm_prior_weight) * self.gmm.residual(body_pose)
         else:
             prior = math.sqrt(c.pose_prior_weight) * body_pose
-        return prior, math.sqrt(c.angle_limit_weight) * limit_residual(body_pose, self.bone_axes)
+        return prior
 
     def retract(self, p: torch.Tensor, step: torch.Tensor, cap: bool = True) -> torch.Tensor:
         """Trial parameters (B, 69) of an LM step (B, 69) from p: each joint's rotation step
@@ -329,7 +337,13 @@ class Fitter:
         irls = sigma * sigma / (sigma * sigma + sq)
         data = irls * err / DATA_UNIT_M
         body = p[:, 3:66]
-        prior, limits = self._prior_residual(body)
+        prior = self._prior_residual(body)
+        w_lim = math.sqrt(self.config.angle_limit_weight)
+        if jacobian:
+            limits, j_lim_body = limit_residual_jacobian(body, self.bone_axes)
+        else:
+            limits = limit_residual(body, self.bone_axes)
+        limits = w_lim * limits
         sq_wt = torch.sqrt(w_time)[:, None]
         smooth = sq_wt * self._smooth_vector(p - nbr)
         r = torch.cat([data.flatten(1), prior, limits, smooth], 1)
@@ -353,8 +367,7 @@ class Fitter:
         else:
             j_prior[:, :, 3:66] = math.sqrt(self.config.pose_prior_weight) * torch.eye(63, dtype=p.dtype, device=p.device)
         j_lim = p.new_zeros((b, limits.shape[1], n_p))
-        j_lim[:, :, 3:66] = math.sqrt(self.config.angle_limit_weight) * limit_residual_jacobian(
-            body, self.bone_axes)[1]
+        j_lim[:, :, 3:66] = w_lim * j_lim_body
         j_smooth = p.new_zeros((b, 66, n_p))
         diag_s = torch.cat([torch.ones(63, dtype=p.dtype, device=p.device),
                             torch.full((3,), 1 / DATA_UNIT_M, dtype=p.dtype, device=p.device)])
@@ -552,7 +565,8 @@ class Fitter:
         err = self.frame_errors_mm(p, target, betas)
         jr, vr = rest_joints(self.skinner, betas), rest_vertices(self.skinner, betas)
         pred = self._predict(p, jr, vr)
-        prior, limits = self._prior_residual(p[:, 3:66])
+        prior = self._prior_residual(p[:, 3:66])
+        limits = math.sqrt(c.angle_limit_weight) * limit_residual(p[:, 3:66], self.bone_axes)
         smooth = self._smooth_vector(p - neighbour_mean(p))
         energies = {
             "energy_data": gmof_energy(pred - target, c.data_sigma_m).sum(-1) / DATA_UNIT_M**2,
@@ -593,7 +607,8 @@ class Fitter:
         # (poses alone with a global damping each, then betas + poses jointly).
         p = self.fit_keyframes(target, betas, 3 * c.keyframe_iters)
         for _ in range(c.shape_rounds):
-            p, betas = self._joint_shape_lm(p, betas, target, c.shape_iters)
+            p, betas = self._joint_shape_lm(p, betas, target, c.shape_iters,
+                                            self._shape_prior_weight(p, target, betas))
             p = self.solve_frames(p, target, betas, c.keyframe_iters // 2, robust_from=0.0).params
         err = self.frame_errors_mm(p, target, betas).mean(-1)
         return _np(betas).astype(np.float64), {"frames": np.asarray(picks, dtype=np.int64).reshape(-1, 2),
@@ -618,8 +633,9 @@ class Fitter:
 
     def _betas_from_bone_lengths(self, target: torch.Tensor, iters: int = 20) -> torch.Tensor:
         """(NB,) betas whose rest bone lengths match the median mocap bone lengths of target
-        (N, M, 3): a pose-free start for the joint shape fit (Gauss–Newton, same beta prior
-        and bounds as the joint fit)."""
+        (N, M, 3): a pose-free start for the joint shape fit. Gauss–Newton with the N(0, 1)
+        beta prior weighed by the residual level of the lengths (refitted three times, as in
+        ``_shape_prior_weight``: no prior on exact lengths), the beta hinge and bounds."""
         c = self.config
         pairs = self.rigid_pairs()
         if pairs.shape[0] == 0:
@@ -627,37 +643,64 @@ class Fitter:
         i, j = pairs[:, 0], pairs[:, 1]
         data = torch.linalg.norm(target[:, i] - target[:, j], dim=-1).median(0).values  # (Q,)
         zero = target.new_zeros((1, NUM_POSE_PARAMS))
-        n = target.shape[0]
-        wb, wh = c.beta_prior_weight * n, c.beta_bound_weight * n
 
-        def res(b):
+        def length_error(b):  # (Q,) cm
             pred = self._predict(zero, rest_joints(self.skinner, b), rest_vertices(self.skinner, b))[0]
-            d = torch.linalg.norm(pred[i] - pred[j], dim=-1)
-            hinge = torch.relu(b.abs() - c.beta_soft_bound)
-            # the data term weighs as much as the n frames it summarises
-            return torch.cat([math.sqrt(n) * (d - data) / DATA_UNIT_M, math.sqrt(wb) * b, math.sqrt(wh) * hinge])
+            return (torch.linalg.norm(pred[i] - pred[j], dim=-1) - data) / DATA_UNIT_M
 
         b = target.new_zeros(self.num_betas)
+        for _ in range(3):
+            e = length_error(b)
+            sigma2 = float((e * e).sum()) / max(pairs.shape[0] - self.num_betas, 1)
+            w_prior = math.sqrt(c.beta_prior_weight + sigma2 / c.shape_evidence_frames)
+
+            def res(bb, w_prior=w_prior):
+                hinge = torch.relu(bb.abs() - c.beta_soft_bound)
+                return torch.cat([length_error(bb), w_prior * bb, math.sqrt(c.beta_bound_weight) * hinge])
+
+            b = self._gauss_newton_betas(res, b, iters)
+        return b
+
+    def _gauss_newton_betas(self, res, b: torch.Tensor, iters: int) -> torch.Tensor:
+        """Levenberg–Marquardt on betas (NB,) for residuals res(b) (R,), within the bounds."""
+        bound = self.config.beta_bound
         lam = 1e-3
         r = res(b)
         for _ in range(iters):
             jac = jacfwd(res)(b)
             a = jac.T @ jac
-            g = jac.T @ r
-            step = -torch.linalg.solve(a + lam * torch.diag(a.diagonal() + 1e-6), g)
-            b_new = (b + step).clamp(-c.beta_bound, c.beta_bound)
+            step = -torch.linalg.solve(a + lam * torch.diag(a.diagonal() + 1e-6), jac.T @ r)
+            b_new = (b + step).clamp(-bound, bound)
             r_new = res(b_new)
-            if (r_new * r_new).sum() < (r * r).sum():
-                done = float((r * r).sum() - (r_new * r_new).sum()) < 1e-9 * float((r * r).sum() + 1)
+            cost, cost_new = float((r * r).sum()), float((r_new * r_new).sum())
+            if cost_new < cost:
                 b, r, lam = b_new, r_new, max(lam / 3, 1e-9)
-                if done:
+                if cost - cost_new < 1e-9 * (cost + 1):
                     break
             else:
                 lam *= 4
         return b
 
-    def _joint_shape_lm(self, p, betas, target, iters):
-        """LM over (betas, all poses) with a Schur complement on the per-frame blocks."""
+    def _shape_prior_weight(self, p, target, betas) -> float:
+        """Beta prior weight per frame (cm^2 per unit beta^2) for the joint shape fit.
+
+        betas ~ N(0, 1) (SMPL-X's unit-variance shape space) against data whose error level
+        sigma^2 (cm^2 per coordinate) is estimated from the current fit's residuals. The frames
+        share one skeleton: a mocap joint defined differently from the correspondence errs the
+        same way in all of them, so their agreement is no more evidence about the shape than
+        ``shape_evidence_frames`` frames would be. On exact data sigma -> 0 and the prior
+        vanishes (the exact shape is reached); under a skeleton mismatch it keeps the shape
+        plausible instead of absorbing the mismatch.
+        """
+        c = self.config
+        jr, vr = rest_joints(self.skinner, betas), rest_vertices(self.skinner, betas)
+        err = (self._predict(p, jr, vr) - target) / DATA_UNIT_M
+        sigma2 = float((err * err).mean())
+        return c.beta_prior_weight + sigma2 / c.shape_evidence_frames
+
+    def _joint_shape_lm(self, p, betas, target, iters, prior_weight):
+        """LM over (betas, all poses) with a Schur complement on the per-frame blocks;
+        prior_weight: beta prior weight per frame (cm^2 per unit^2)."""
         c = self.config
         sigma = c.data_sigma_m
         sk = self.skinner
@@ -676,7 +719,7 @@ class Fitter:
         def val_fn(pp, b):
             return res(pp, b, False)[2]
 
-        wb = c.beta_prior_weight * p.shape[0]
+        wb = prior_weight * p.shape[0]
         wh = c.beta_bound_weight * p.shape[0]
         lam = 1e-3
 

@@ -112,7 +112,7 @@ def test_true_synthetic_motion_is_within_the_limits(model_cache):
     """Every behaviour of the synthetic release's motion is a plausible pose by the table."""
     import smplx
 
-    from pipeline.motion import BodyDims, make_motion
+    from pipeline.synthetic.motion import BodyDims, make_motion
 
     model = smplx.create(str(model_cache / "bodymodel" / "SMPLX_NEUTRAL.npz"), model_type="smplx", use_pca=False)
     out = model(return_verts=True)

@@ -11,12 +11,18 @@ images and intrinsics together). The release has the real layout and naming::
     OUT/S1/MyPoseFeatures/D3_Positions/<basename>.cdf              Pose (1, T, 96) world mm
     OUT/S1/MyPoseFeatures/D3_Positions_mono/<basename>.<camera>.cdf  (1, T, 96) camera mm
     OUT/S1/MyPoseFeatures/D2_Positions/<basename>.<camera>.cdf       (1, T, 64) pixels
-    OUT/groundtruth/S1/<basename>.npz      true SMPL-X params per frame + noise-free mocap
+    OUT/groundtruth/S1/<basename>.npz      true SMPL-X params per frame, noise-free mocap
+                                           (joints_h36m32), the correspondence's joints
+                                           (joints_h36m32_correspondence) and the mocap
+                                           skeleton's offsets (mocap_offsets_m, (32, 3) bone frames)
     OUT/groundtruth/model.json             the body model's seed and sha256
 
 The mocap is the 32-joint Human3.6M skeleton derived from the posed body through
 :func:`fitting.correspondence.h36m32_from_smplx`, so a perfect fit reproduces it exactly
-(up to ``marker_noise_mm``, which is added to the written mocap only). The body model is
+(up to ``marker_noise_mm``, which is added to the written mocap only). With
+``mocap_skeleton="mismatched"`` the mocap joints are defined differently, as a real mocap
+system's are: fixed per-subject offsets in the bone frames (1-4 cm by default), which no
+SMPL-X body matches exactly. The body model is
 not part of the release: the pipeline regenerates it from the recorded seed.
 """
 
@@ -101,6 +107,14 @@ class SyntheticReleaseConfig:
     marker_noise_mm: float = 0.0
     """Standard deviation of Gaussian noise added to the written mocap (mm, per coordinate);
     the ground-truth params and ground-truth joints stay noise-free."""
+    mocap_skeleton: str = "smplx"
+    """How the mocap joints are defined: "smplx" — through the fitter's named
+    correspondence (fitting.correspondence), so a perfect fit reproduces them; "mismatched"
+    — as a mocap system's own joint centres would differ: each of the 32 joints moved by a
+    fixed per-subject offset in its parent bone's frame (``H36M32_BONE_FRAME``), of a
+    length drawn in ``mocap_offset_mm``. The ground truth stays the true SMPL-X body."""
+    mocap_offset_mm: tuple[float, float] = (10.0, 40.0)
+    """(min, max) length of the per-joint offsets of the "mismatched" skeleton, mm."""
     model_seed: int = 0
     """Seed of the synthetic body model (fitting.synthetic_model)."""
     model_cache: Path | None = None
@@ -181,6 +195,48 @@ def _mocap_from_body(vertices: np.ndarray, joints55: np.ndarray) -> np.ndarray:
 
     landmarks = vertices[:, correspondence_vertex_ids()]
     return h36m32_from_smplx(torch.from_numpy(joints55), torch.from_numpy(landmarks)).numpy()
+
+
+MOCAP_SKELETONS = ("smplx", "mismatched")
+"""Values of ``SyntheticReleaseConfig.mocap_skeleton``."""
+
+
+def mocap_offsets(seed: int, subject: str, length_mm: tuple[float, float]) -> np.ndarray:
+    """(32, 3) metres: the "mismatched" skeleton's fixed offset of each h36m32 joint in its
+    parent bone's frame for one subject (uniform direction, length uniform in length_mm)."""
+    rng = rng_for(seed, "mocap-skeleton", subject)
+    d = rng.normal(size=(32, 3))
+    d /= np.linalg.norm(d, axis=-1, keepdims=True)
+    return d * rng.uniform(length_mm[0], length_mm[1], size=(32, 1)) / MM_PER_M
+
+
+def world_rotations(params: dict[str, np.ndarray]) -> np.ndarray:
+    """(T, 22, 3, 3) world rotations of SMPL-X joints 0..21 (the body) of smplx params
+    (global_orient (T, 3), body_pose (T, 63)); the body's pose mean is zero."""
+    from scipy.spatial.transform import Rotation
+
+    from fitting.joint_sets import SMPLX55
+
+    pose = np.concatenate([params["global_orient"], params["body_pose"]], 1).reshape(-1, 22, 3)
+    local = Rotation.from_rotvec(pose.reshape(-1, 3)).as_matrix().reshape(*pose.shape, 3)
+    world = np.empty_like(local)
+    for j in range(22):
+        parent = SMPLX55.parents[j]
+        world[:, j] = local[:, j] if parent < 0 else world[:, parent] @ local[:, j]
+    return world
+
+
+def offset_mocap(mocap: np.ndarray, rotations: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(T, 32, 3) mocap joints moved by offsets (32, 3) given in their bone frames.
+
+    Args:
+        mocap: (T, 32, 3) joints through the correspondence, metres, world.
+        rotations: (T, 22, 3, 3) world rotations of SMPL-X joints 0..21 (``world_rotations``).
+        offsets: (32, 3) metres, each in the frame of ``H36M32_BONE_FRAME``'s joint.
+    """
+    from fitting.correspondence import bone_frame_index
+
+    return mocap + np.einsum("tjab,jb->tja", rotations[:, bone_frame_index()], offsets)
 
 
 def _subject_betas(seed: int, subject: str) -> np.ndarray:
@@ -353,6 +409,12 @@ def _check_config(config: SyntheticReleaseConfig, metadata: Metadata) -> None:
         raise DataError(f"synthetic release: scale must be positive, got {config.scale}")
     if config.marker_noise_mm < 0:
         raise DataError("synthetic release: marker noise must be >= 0 mm")
+    if config.mocap_skeleton not in MOCAP_SKELETONS:
+        raise DataError(f"synthetic release: mocap skeleton {config.mocap_skeleton!r} is not one of "
+                        f"{', '.join(MOCAP_SKELETONS)}")
+    lo, hi = config.mocap_offset_mm
+    if not 0 <= lo <= hi:
+        raise DataError(f"synthetic release: mocap offsets need 0 <= min <= max mm, got {lo}, {hi}")
     for subject in config.subjects:
         metadata.subject_index(subject)
         for cam in release_cameras(metadata, subject, config.scale):
@@ -445,13 +507,18 @@ def _write_subjects(out: Path, config: SyntheticReleaseConfig, metadata: Metadat
             params = _sequence_params(body, betas, action, config.frames, config.seed,
                                       subject, basename)
             vertices, joints55 = _forward(body, params)
-            mocap = _mocap_from_body(vertices, joints55)
+            through_correspondence = _mocap_from_body(vertices, joints55)
+            offsets = np.zeros((32, 3))
+            if config.mocap_skeleton == "mismatched":
+                offsets = mocap_offsets(config.seed, subject, config.mocap_offset_mm)
+            mocap = offset_mocap(through_correspondence, world_rotations(params), offsets)
             noise = rng_for(config.seed, "marker-noise", subject, basename).normal(
                 0.0, config.marker_noise_mm / MM_PER_M, mocap.shape)
             _write_mocap(out, subject, basename, mocap + noise, cameras)
             gt_dir = out / "groundtruth" / subject
             gt_dir.mkdir(parents=True, exist_ok=True)
             _atomic_savez(gt_dir / f"{basename}.npz", **params, joints_h36m32=mocap,
+                          joints_h36m32_correspondence=through_correspondence, mocap_offsets_m=offsets,
                           action_id=np.int64(key[0]), subaction=np.int64(key[1]))
             for cam in cameras:
                 jobs.append(_VideoJob(
