@@ -42,14 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fitting.correspondence import (
-    H36M32_FROM_SMPLX,
-    SMPLX_VERTEX_IDS,
-    correspondence_vertex_ids,
-    h36m32_from_smplx,
-)
+from fitting.correspondence import bone_frame_index, correspondence_vertex_ids, h36m32_from_smplx
 from fitting.joint_limits import BODY_JOINT_NAMES, bone_axes, limit_violation_deg, swing_twist
-from fitting.joint_sets import H36M32, SMPLX55
+from fitting.joint_sets import SMPLX55
 
 NUM_BODY = 21
 """Body joints in ``body_pose`` (smplx joints 1..21)."""
@@ -150,31 +145,9 @@ def world_rotations(global_orient: np.ndarray, body_pose: np.ndarray) -> np.ndar
 # ----------------------------------------------------------------------------- mismatch
 
 
-def _carrier(h36m_joint: str) -> int:
-    """The smplx body joint (0..21) that carries an h36m32 joint: its largest-weight smplx
-    joint, or for a vertex landmark the body joint it belongs to, walked up to the body."""
-    row = H36M32_FROM_SMPLX[h36m_joint]
-    joints = {k: w for k, w in row.items() if not k.startswith("v:")}
-    name = max(joints, key=joints.get) if joints else None
-    if name is None:  # a landmark vertex only: hands' and feet's sites
-        vertex = next(iter(row))[2:]
-        name = _LANDMARK_PART[vertex]
-    j = SMPLX55.index(name)
-    while j > NUM_BODY:
-        j = SMPLX55.parents[j]
-    return j
-
-
-_LANDMARK_PART = {**{n: "left_wrist" for n in ("lthumb", "lindex", "lmiddle", "lring", "lpinky")},
-                  **{n: "right_wrist" for n in ("rthumb", "rindex", "rmiddle", "rring", "rpinky")},
-                  "LBigToe": "left_foot", "LSmallToe": "left_foot", "LHeel": "left_ankle",
-                  "RBigToe": "right_foot", "RSmallToe": "right_foot", "RHeel": "right_ankle",
-                  "nose": "head", "reye": "head", "leye": "head", "rear": "head", "lear": "head"}
-assert set(_LANDMARK_PART) == set(SMPLX_VERTEX_IDS)
-
-H36M32_FRAME_JOINT = np.array([_carrier(H36M32.names[max(p, 0)]) for p in H36M32.parents])
+H36M32_FRAME_JOINT = bone_frame_index()
 """(32,) the smplx body joint whose world rotation is each h36m32 joint's parent-bone frame
-(the root's own frame for the root)."""
+(the named table ``fitting.correspondence.H36M32_BONE_FRAME``; the root's own frame for the root)."""
 
 
 def fitted_h36m32(joints55: np.ndarray, vertices: np.ndarray) -> np.ndarray:

@@ -240,3 +240,37 @@ def test_self_intersection_depth_of_two_overlapping_spheres():
     np.testing.assert_allclose(depth[clear], expected[clear], atol=3e-3)  # facets: chord error of the mesh
     assert np.count_nonzero(depth > 0.01) == np.count_nonzero(expected > 0.01)
     assert depth.max() == pytest.approx(0.3, abs=3e-3)  # A's pole (1, 0, 0) is 0.7 from B's centre
+
+
+@pytest.fixture(scope="module")
+def mismatched_release(tmp_path_factory, model_cache):
+    """S9 "Walking 1", 10 frames, mocap through the "mismatched" skeleton (1-4 cm offsets in the
+    bone frames) plus 5 mm marker noise."""
+    from pipeline.synthetic.release import SyntheticReleaseConfig, write_synthetic_release
+
+    root = tmp_path_factory.mktemp("mismatched_release")
+    config = SyntheticReleaseConfig(subjects=("S9",), sequences=((14, 1),), frames=10, scale=0.1,
+                                    mocap_skeleton="mismatched", marker_noise_mm=5.0, model_cache=str(model_cache))
+    return write_synthetic_release(root, config)
+
+
+def test_mismatch_detector_on_the_mismatched_synthetic_skeleton(tmp_path, mismatched_release, model_cache):
+    """The true body against the mismatched mocap: every joint sits at its release offset."""
+    from fitting.joint_sets import H36M32
+
+    work = tmp_path / "work"
+    extract_with_true_fit(work, mismatched_release, model_cache, stride=5, workers=1)
+    result = CliRunner().invoke(main, ["audit", "--out", str(work), "--worst", "0", "--intersection-stride", "10"])
+    assert result.exit_code == 0, result.output
+    assert "WARNING skeleton mismatch" in result.output and "--joint-regressor" in result.output
+    mm = json.loads((work / "audit" / "summary.json").read_text())["plausibility"]["mismatch"]
+    with np.load(mismatched_release / "groundtruth" / "S9" / "Walking 1.npz") as z:
+        offsets_mm = z["mocap_offsets_m"] * 1000
+    assert np.linalg.norm(offsets_mm, axis=-1).min() >= 10
+    assert mm["joints"] == sorted(H36M32.names)
+    rows = mm["subjects"]["S9"]["per_joint"]
+    found = np.array([rows[n]["mean_mm"] for n in H36M32.names])
+    # the mean of 10 frames of 5 mm noise per coordinate: within 4 standard errors
+    assert np.abs(found - offsets_mm).max() < 4 * 5 / np.sqrt(10)
+    spread = np.array([rows[n]["spread_mm"] for n in H36M32.names])
+    assert spread.max() < 15  # the noise's, sqrt(3) x 5 mm, not the offsets'
