@@ -57,7 +57,8 @@ class AuditConfig:
     limit_tolerance_deg: float = 1.0
     """A frame is beyond the joint limits when a joint exceeds its limit by more than this."""
     intersection_tolerance_mm: float = 5.0
-    """A frame self-intersects when its deepest intruding vertex is deeper than this."""
+    """A frame self-intersects when its deepest intruding vertex is deeper than this (with a
+    ground truth also counted against the true mesh's depth: LBS bodies intersect themselves)."""
     intersection_stride: int = 1
     """Self-intersection depth on every n-th fitted frame of a sequence (the costliest figure)."""
     mismatch_min_mm: float = 5.0
@@ -402,7 +403,10 @@ def summarize_plausibility(plaus: list[SequencePlausibility], config: AuditConfi
                             for s in sorted({p.subject for p in plaus})},
             "twist_error_deg": {limb: float(twist_err[:, i].mean()) for i, limb in enumerate(P.LIMB_JOINTS)},
         }
-        out["self_intersection"]["truth_depth_mm"] = _dist(cat("true_intersection_mm"))
+        true_depth = cat("true_intersection_mm")
+        out["self_intersection"]["truth_depth_mm"] = _dist(true_depth)
+        out["self_intersection"]["frames_beyond_truth"] = int(np.count_nonzero(
+            depth - true_depth > config.intersection_tolerance_mm))
     return out
 
 
@@ -765,7 +769,8 @@ def audit_headline(summary: dict) -> list[str]:
                      f"(max {p['joint_limits']['max_deg']:.1f}°), |β| {betas}; self-intersection "
                      f"{p['self_intersection']['frames_beyond']} frames > {p['self_intersection']['tolerance_mm']:g} mm "
                      f"(max {p['self_intersection']['depth_mm']['max'] or 0:.1f} mm"
-                     + (f"; true meshes {p['self_intersection']['truth_depth_mm']['max'] or 0:.1f} mm"
+                     + (f"; true meshes {p['self_intersection']['truth_depth_mm']['max'] or 0:.1f} mm, "
+                        f"{p['self_intersection']['frames_beyond_truth']} frames deeper than the truth"
                         if "truth_depth_mm" in p["self_intersection"] else "") + ")")
         if "pve" in p:
             v = p["pve"]
@@ -805,8 +810,9 @@ def _plausibility_html(summary: dict) -> list[str]:
         f"{si['frames_checked']} checked frames self-intersect deeper than {si['tolerance_mm']:g} mm "
         f"(max {si['depth_mm']['max'] or 0:.1f} mm"
         + (f"; the true meshes: max {si['truth_depth_mm']['max'] or 0:.1f} mm, mean of the frames' deepest "
-           f"{si['truth_depth_mm']['mean'] or 0:.1f} mm against the fit's {si['depth_mm']['mean'] or 0:.1f} mm"
-           if "truth_depth_mm" in si else "") + ").</p>",
+           f"{si['truth_depth_mm']['mean'] or 0:.1f} mm against the fit's {si['depth_mm']['mean'] or 0:.1f} mm; "
+           f"<b>{si['frames_beyond_truth']}</b> frames deeper than their true mesh by more than "
+           f"{si['tolerance_mm']:g} mm" if "truth_depth_mm" in si else "") + ").</p>",
         "<h3>Joints beyond their limits</h3>",
         _table(["joint", "frames beyond", "max (°)", "mean excess (°)"],
                [[n, v["frames_beyond"], v["max_deg"], v["mean_excess_deg"]] for n, v in lim["per_joint"].items()])

@@ -161,6 +161,7 @@ def test_plausibility_equals_independent_recomputation(perturbed, synthetic_rele
     depth = per_frame["self_intersection_mm"]
     assert depth[3] > 10
     assert max(depth[t] for t in (0, 4, 6, 7, 8, 9)) < 2
+    assert p["self_intersection"]["frames_beyond_truth"] >= 1  # the folded elbow; the truth is not folded
 
 
 def test_audit_output_names_the_implausible_frames(perturbed):
