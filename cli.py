@@ -182,15 +182,25 @@ def validate(shards: Path, samples: int, points: int, body_model: str, seed: int
 @click.option("--worst", type=click.IntRange(min=0), default=20, show_default=True,
               help="How many worst frames to list and draw.")
 @click.option("--camera", default=None, help="Camera for the overlays (default: first with an image).")
+@click.option("--groundtruth", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Synthetic release (or its groundtruth/) to measure PVE against (default: the extracted one's).")
+@click.option("--intersection-stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Self-intersection depth on every N-th fitted frame.")
 @user_errors
-def audit(work: Path, body_model: str, worst: int, camera: str | None) -> None:
+def audit(work: Path, body_model: str, worst: int, camera: str | None, groundtruth: Path | None,
+          intersection_stride: int) -> None:
     """Write the fit-quality report WORK/audit/index.html (+ summary.json, plots, overlays)."""
+    import json
+
     from fitting.bodymodel import resolve_body_model
-    from pipeline.checks.audit import AuditConfig, write_audit
+    from pipeline.checks.audit import AuditConfig, audit_headline, write_audit
     from pipeline.store import WorkDir
 
     wd = WorkDir(work)
-    index = write_audit(wd, AuditConfig(body_model, worst, camera), resolve_body_model(body_model, wd.root))
+    config = AuditConfig(body_model, worst, camera, groundtruth=groundtruth, intersection_stride=intersection_stride)
+    index = write_audit(wd, config, resolve_body_model(body_model, wd.root))
+    for line in audit_headline(json.loads((index.parent / "summary.json").read_text())):
+        click.echo(line)
     click.echo(index)
 
 
@@ -208,13 +218,14 @@ def show_fit(subject: str, sequence: str, frame: int, camera: str, work: Path, o
     import cv2
 
     from fitting.bodymodel import resolve_body_model
-    from pipeline.checks.audit import render_fit_overlay
+    from pipeline.checks.audit import describe_frame, render_fit_overlay
     from pipeline.store import WorkDir, atomic_write_bytes
 
     wd = WorkDir(work)
-    image = render_fit_overlay(wd, resolve_body_model(body_model, wd.root), subject, sequence.replace(" ", "_"),
-                               frame, camera)
+    model_path = resolve_body_model(body_model, wd.root)
+    image = render_fit_overlay(wd, model_path, subject, sequence.replace(" ", "_"), frame, camera)
     atomic_write_bytes(output, cv2.imencode(".png", image)[1].tobytes())
+    click.echo(describe_frame(wd, model_path, subject, sequence.replace(" ", "_"), frame))
     click.echo(output)
 
 # --- H3WB (pipeline/stages/h3wb.py) ---
@@ -342,18 +353,25 @@ def demo(work: Path, epochs: int, workers: int | None, scheduler: str | None, no
 @click.option("--frames-per-sequence", type=click.IntRange(min=2), default=10, show_default=True,
               help="Frames of the one sequence per subject that is checked.")
 @click.option("--max-fit-p95-mm", type=float, default=20.0, show_default=True, help="Fit error threshold (p95, mm).")
+@click.option("--max-implausible-frames", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Fitted frames allowed with a rotation vector > 180° or a joint beyond its limits.")
+@click.option("--max-beta-norm", type=float, default=3.0, show_default=True, help="Largest |β| per subject.")
+@click.option("--fail-on-mismatch", is_flag=True, help="A detected skeleton mismatch fails (default: warning).")
 @body_model_option
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write the checks as JUnit XML.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="dask workers.")
 @click.option("--scheduler", default=None, help="Attach to an existing dask scheduler.")
 @user_errors
-def spot_check(h36m: Path, frames_per_sequence: int, max_fit_p95_mm: float, body_model: str, junit: Path | None,
+def spot_check(h36m: Path, frames_per_sequence: int, max_fit_p95_mm: float, max_implausible_frames: int,
+               max_beta_norm: float, fail_on_mismatch: bool, body_model: str, junit: Path | None,
                workers: int | None, scheduler: str | None, **selection) -> None:
     """Every stage on a small subset in a temporary work dir; exit 0 only if all checks hold."""
     from pipeline.recipes.spotcheck import SpotCheckConfig, format_verdict, junit_xml, spot_check
     from pipeline.store import atomic_write_bytes
 
-    config = SpotCheckConfig(frames=frames_per_sequence, max_fit_p95_mm=max_fit_p95_mm, body_model=body_model,
+    config = SpotCheckConfig(frames=frames_per_sequence, max_fit_p95_mm=max_fit_p95_mm,
+                             max_implausible_frames=max_implausible_frames, max_beta_norm=max_beta_norm,
+                             fail_on_mismatch=fail_on_mismatch, body_model=body_model,
                              workers=workers, scheduler=scheduler)
     quiet_dask_logs()
     checks = spot_check(h36m, build_selection_from(selection), config, echo=click.echo)

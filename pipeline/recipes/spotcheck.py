@@ -26,6 +26,13 @@ class SpotCheckConfig:
     """Mocap frames per chosen sequence (from --frames' start, every frame)."""
     max_fit_p95_mm: float = 20.0
     """Fail when the 95th percentile of the fit's MPJPE exceeds this (mm)."""
+    max_implausible_frames: int = 0
+    """Fail when more fitted frames than this have a rotation vector longer than pi or a joint
+    beyond its anatomical limit (by more than the audit's tolerance, 1 degree)."""
+    max_beta_norm: float = 3.0
+    """Fail when a subject's |beta| (Euclidean norm of its betas) exceeds this."""
+    fail_on_mismatch: bool = False
+    """A detected skeleton mismatch fails the check (default: a warning only)."""
     validate_samples: int = 2
     """Shard samples whose contents the validator recomputes, per split folder."""
     body_model: str = "synthetic"
@@ -45,6 +52,8 @@ class Check:
     ok: bool
     detail: str
     seconds: float = 0.0
+    warning: bool = False
+    """An ok check that reports something to look at (shown as WARN, never fails the run)."""
 
 
 def choose_subset(h36m: Path, selection: Selection, frames: int) -> Selection:
@@ -80,7 +89,8 @@ def spot_check(h36m: Path, selection: Selection, config: SpotCheckConfig = SpotC
     if work is None:
         with tempfile.TemporaryDirectory(prefix="h36m-nvf-spot-") as tmp:
             return spot_check(h36m, selection, config, Path(tmp), echo)
-    from pipeline.checks.audit import read_fits, summarize
+    from fitting.bodymodel import resolve_body_model
+    from pipeline.checks.audit import AuditConfig, audit_summary
     from pipeline.checks.validate import ValidateConfig, validate_shards
     from pipeline.orchestration.api import run_stages
     from pipeline.store import WorkDir
@@ -102,9 +112,13 @@ def spot_check(h36m: Path, selection: Selection, config: SpotCheckConfig = SpotC
     if len(reports) < 4:
         return checks + [Check("pipeline", False, "stopped after a failing stage", time.perf_counter() - t0)]
 
-    fit = summarize(read_fits(WorkDir(work)))["overall"]
+    t1 = time.perf_counter()
+    summary, _, _ = audit_summary(WorkDir(work), AuditConfig(body_model=config.body_model),
+                                  resolve_body_model(config.body_model, Path(work)))
+    fit = summary["overall"]
     checks.append(Check("fit p95 MPJPE", fit["p95_mm"] <= config.max_fit_p95_mm,
                         f"{fit['p95_mm']:.2f} mm over {fit['frames']} frames (limit {config.max_fit_p95_mm} mm)"))
+    checks += plausibility_checks(summary["plausibility"], config, time.perf_counter() - t1)
     t1 = time.perf_counter()
     checked, problems = validate_shards(Path(work) / "shards",
                                         ValidateConfig(samples=config.validate_samples, body_model=config.body_model))
@@ -118,9 +132,36 @@ def spot_check(h36m: Path, selection: Selection, config: SpotCheckConfig = SpotC
     return checks
 
 
+def plausibility_checks(p: dict, config: SpotCheckConfig, seconds: float = 0.0) -> list[Check]:
+    """Checks on the audit's plausibility summary (``summary.json``'s ``plausibility``)."""
+    rot, lim = p["rotvec"], p["joint_limits"]
+    bad = max(rot["frames_over_pi"], lim["frames_beyond"])
+    joints = ", ".join(f"{n} {v['max_deg']:.0f}°" for n, v in sorted(
+        lim["per_joint"].items(), key=lambda kv: -kv[1]["max_deg"])[:4])
+    checks = [Check("fit plausibility",
+                    rot["frames_over_pi"] <= config.max_implausible_frames
+                    and lim["frames_beyond"] <= config.max_implausible_frames,
+                    f"{rot['frames_over_pi']} frames with a rotation vector > 180°, {lim['frames_beyond']} beyond "
+                    f"the joint limits{' (' + joints + ')' if joints else ''} of {p['frames']} "
+                    f"(limit {config.max_implausible_frames}); "
+                    f"self-intersection max {p['self_intersection']['depth_mm']['max'] or 0:.1f} mm"
+                    + (f"; {bad} implausible" if bad else ""), seconds)]
+    worst = max(p["betas"].items(), key=lambda kv: kv[1]["norm"])
+    checks.append(Check("fit shape |β|", all(b["norm"] <= config.max_beta_norm for b in p["betas"].values()),
+                        ", ".join(f"{s} {b['norm']:.2f}" for s, b in p["betas"].items())
+                        + f" (largest {worst[0]}; limit {config.max_beta_norm})"))
+    mm = p["mismatch"]
+    if mm["detected"]:
+        checks.append(Check("skeleton mismatch", not config.fail_on_mismatch, mm["hint"],
+                            warning=not config.fail_on_mismatch))
+    else:
+        checks.append(Check("skeleton mismatch", True, "no joint at a constant offset in its bone frame"))
+    return checks
+
+
 def format_verdict(checks: list[Check]) -> str:
     width = max(len(c.name) for c in checks)
-    lines = [f"{'PASS' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}"
+    lines = [f"{'FAIL' if not c.ok else 'WARN' if c.warning else 'PASS'}  {c.name:<{width}}  {c.detail}"
              + (f"  [{c.seconds:.1f} s]" if c.seconds else "") for c in checks]
     ok = all(c.ok for c in checks)
     lines.append(f"spot-check: {'PASSED' if ok else 'FAILED'} ({sum(c.ok for c in checks)}/{len(checks)} checks)")
@@ -132,6 +173,8 @@ def junit_xml(checks: list[Check]) -> str:
     cases = []
     for c in checks:
         body = "" if c.ok else f"<failure message={quoteattr(c.detail[:200])}>{escape(c.detail)}</failure>"
+        if c.ok and c.warning:
+            body = f"<system-out>WARNING: {escape(c.detail)}</system-out>"
         cases.append(f'  <testcase classname="h36m-nvf.spot-check" name={quoteattr(c.name)} '
                      f'time="{c.seconds:.3f}">{body}</testcase>')
     return (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="h36m-nvf spot-check" '
