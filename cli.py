@@ -243,7 +243,7 @@ def h3wb_eval_command(pred, gt, json_out):
     """H3WB MPJPE (mm): whole body, body, face (nose-aligned), hands (root-aligned)."""
     from pathlib import Path
 
-    from pipeline.h3wb.format import evaluate_files, format_metrics_table
+    from pipeline.h3wb.metrics import evaluate_files, format_metrics_table
     from pipeline.store import atomic_write_json
 
     result = evaluate_files(Path(pred), Path(gt))

@@ -20,12 +20,11 @@ from pipeline.h3wb.format import (
     apply_mask,
     bbox_from_keypoints,
     draw_i2d_mask,
-    evaluate_files,
     h3wb_keypoints,
-    h3wb_metrics,
     sample_record,
     write_records_atomic,
 )
+from pipeline.h3wb.metrics import evaluate_files, h3wb_metrics
 from pipeline.selection import Selection
 from pipeline.stages.h3wb import H3WBConfig, build_h3wb
 
