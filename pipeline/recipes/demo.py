@@ -63,10 +63,11 @@ def ensure_release(work: WorkDir, config: SyntheticReleaseConfig, echo) -> Path:
 def ensure_audit(work: WorkDir, echo) -> Path:
     """WORK/audit/index.html, re-rendered only when a fit file is newer than it."""
     from fitting.bodymodel import resolve_body_model
+    from pipeline.artifacts import fitted_sequences, fitted_subjects
     from pipeline.checks.audit import AuditConfig, write_audit
 
     index = work.audit_index
-    fits = list((work.root / "fit").glob("S*/*.npz"))
+    fits = [work.fit_sequence(s, q) for s in fitted_subjects(work) for q in fitted_sequences(work, s)]
     if index.is_file() and all(f.stat().st_mtime_ns <= index.stat().st_mtime_ns for f in fits):
         echo(f"audit: up to date ({index})")
         return index
