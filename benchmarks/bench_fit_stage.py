@@ -47,14 +47,15 @@ def _prepare(tmp: Path, sequences, frames: int) -> Path:
 def _in_process(work: Path, out: Path, shape_frames: int) -> dict:
     """The fitter on every extracted sequence of S9, in this process; writes ``out/<seq>.npz``."""
     from fitting.bodymodel import resolve_body_model
-    from pipeline.stages.fit import make_fitter, read_joints
+    from pipeline.artifacts import read_joints_world
+    from pipeline.stages.fit import make_fitter
     from pipeline.store import WorkDir
 
     w = WorkDir(work)
     sequences = sorted(d.name for d in (work / "extract" / "S9").iterdir() if d.is_dir())
     t0 = time.perf_counter()
     fitter = make_fitter(resolve_body_model("synthetic", work), "cpu", shape_frames=shape_frames)
-    joints = {s: read_joints(w.joints_world("S9", s)) for s in sequences}
+    joints = {s: read_joints_world(w.joints_world("S9", s)) for s in sequences}
     t1 = time.perf_counter()
     betas, _ = fitter.fit_shape([joints[s] for s in sequences])
     t2 = time.perf_counter()
