@@ -122,3 +122,30 @@ def decoded_frames(video) -> list:
             cap.release()
             return frames
         frames.append(frame)
+
+
+def concat_meshes(*meshes):
+    """(vertices, faces) of several (V_i, 3), (F_i, 3) meshes as one mesh."""
+    import numpy as np
+
+    vertices, faces, offset = [], [], 0
+    for v, f in meshes:
+        vertices.append(v)
+        faces.append(f + offset)
+        offset += len(v)
+    return np.concatenate(vertices), np.concatenate(faces)
+
+
+def capsule_mesh(a, b, radius: float, count: int = 24):
+    """Capsule mesh (vertices (V, 3), faces (F, 3)) around segment a-b, metres (trimesh's is
+    along z; rotated and moved there)."""
+    import numpy as np
+    import trimesh
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    axis = b - a
+    mesh = trimesh.creation.capsule(height=np.linalg.norm(axis), radius=radius, count=[count, count])
+    transform = trimesh.geometry.align_vectors([0, 0, 1], axis / np.linalg.norm(axis))
+    transform[:3, 3] = (a + b) / 2
+    mesh.apply_transform(transform)
+    return np.asarray(mesh.vertices), np.asarray(mesh.faces)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import trimesh
+from helpers import capsule_mesh, concat_meshes
 
 from sampling import sdf
 from sampling.sdf import (
@@ -82,37 +83,17 @@ def noisy_sphere(subdivisions: int, radius: float = 0.3, noise: float = 0.01, se
     return mesh.vertices * scale[:, None], np.asarray(mesh.faces)
 
 
-def concat(*meshes):
-    vertices, faces, offset = [], [], 0
-    for v, f in meshes:
-        vertices.append(v)
-        faces.append(f + offset)
-        offset += len(v)
-    return np.concatenate(vertices), np.concatenate(faces)
-
-
-def capsule(a, b, radius: float, count: int = 24):
-    """Capsule mesh around segment a-b (trimesh's is along z; rotate and move it there)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    axis = b - a
-    mesh = trimesh.creation.capsule(height=np.linalg.norm(axis), radius=radius, count=[count, count])
-    transform = trimesh.geometry.align_vectors([0, 0, 1], axis / np.linalg.norm(axis))
-    transform[:3, 3] = (a + b) / 2
-    mesh.apply_transform(transform)
-    return np.asarray(mesh.vertices), np.asarray(mesh.faces)
-
-
 def posed_body(count: int = 16):
     """Interpenetrating capsules (torso, crossed arms, legs) as one self-intersecting mesh."""
     parts = [
-        capsule([0, 0, 0], [0, 0.5, 0], 0.15, count),
-        capsule([-0.2, 0.45, 0.0], [0.25, 0.2, 0.15], 0.05, count),  # arm crossing the torso
-        capsule([0.2, 0.45, 0.0], [-0.25, 0.2, 0.12], 0.05, count),  # other arm crossing the first
-        capsule([-0.08, 0, 0], [-0.1, -0.45, 0.05], 0.07, count),
-        capsule([0.08, 0, 0], [0.02, -0.45, -0.02], 0.07, count),  # legs overlapping each other
-        capsule([0, 0.5, 0], [0, 0.7, 0], 0.09, count),
+        capsule_mesh([0, 0, 0], [0, 0.5, 0], 0.15, count),
+        capsule_mesh([-0.2, 0.45, 0.0], [0.25, 0.2, 0.15], 0.05, count),  # arm crossing the torso
+        capsule_mesh([0.2, 0.45, 0.0], [-0.25, 0.2, 0.12], 0.05, count),  # other arm crossing the first
+        capsule_mesh([-0.08, 0, 0], [-0.1, -0.45, 0.05], 0.07, count),
+        capsule_mesh([0.08, 0, 0], [0.02, -0.45, -0.02], 0.07, count),  # legs overlapping each other
+        capsule_mesh([0, 0.5, 0], [0, 0.7, 0], 0.09, count),
     ]
-    return concat(*parts)
+    return concat_meshes(*parts)
 
 
 def sample_points(vertices: np.ndarray, n: int, seed: int = 1) -> np.ndarray:
@@ -185,7 +166,7 @@ def test_analytic_sphere_within_facet_error():
 
 def test_analytic_capsule_within_facet_error():
     a, b, radius = np.array([0.1, -0.2, 0.3]), np.array([0.3, 0.2, 0.1]), 0.08
-    vertices, faces = capsule(a, b, radius, count=64)
+    vertices, faces = capsule_mesh(a, b, radius, count=64)
     points = sample_points(vertices, 3000)
     d = signed_distance(points, vertices, faces)
     s = np.clip((points - a) @ (b - a) / ((b - a) @ (b - a)), 0, 1)
@@ -205,7 +186,7 @@ def test_signs_on_closed_mesh():
 def test_signs_on_overlapping_spheres():
     one = noisy_sphere(subdivisions=3, radius=0.2, seed=3)
     two = noisy_sphere(subdivisions=3, radius=0.2, seed=4)
-    vertices, faces = concat(one, (two[0] + [0.15, 0.05, 0.0], two[1]))
+    vertices, faces = concat_meshes(one, (two[0] + [0.15, 0.05, 0.0], two[1]))
     d, w = assert_signs_match_exact(sample_points(vertices, 800), vertices, faces)
     assert np.sum(w > 1.5) > 0  # some points lie inside both: ray parity would call them outside
     assert np.all(d[w > 1.5] < 0)
@@ -230,7 +211,7 @@ def test_signs_on_mesh_with_hole():
 def test_signs_with_separate_inner_shell():
     body = noisy_sphere(subdivisions=3, radius=0.3)
     eye = noisy_sphere(subdivisions=2, radius=0.05, noise=0.001)
-    vertices, faces = concat(body, (eye[0] + [0.1, 0.1, 0.1], eye[1]))
+    vertices, faces = concat_meshes(body, (eye[0] + [0.1, 0.1, 0.1], eye[1]))
     points = sample_points(vertices, 800)
     d, w = assert_signs_match_exact(points, vertices, faces)
     assert np.all(d[np.linalg.norm(points - 0.1, axis=1) < 0.04] < 0)  # inside the "eyeball": w = 2

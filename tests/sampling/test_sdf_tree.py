@@ -9,19 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trimesh
+from helpers import capsule_mesh, concat_meshes
 
 from sampling import sdf, sdf_numba
 from sampling.sdf import CpuSdf, SdfError
-
-
-def capsule(a, b, radius: float, count: int = 12):
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    axis = b - a
-    mesh = trimesh.creation.capsule(height=np.linalg.norm(axis), radius=radius, count=[count, count])
-    transform = trimesh.geometry.align_vectors([0, 0, 1], axis / np.linalg.norm(axis))
-    transform[:3, 3] = (a + b) / 2
-    mesh.apply_transform(transform)
-    return np.asarray(mesh.vertices), np.asarray(mesh.faces)
 
 
 def body(arm_angle: float, count: int = 12):
@@ -29,17 +20,12 @@ def body(arm_angle: float, count: int = 12):
     near 1 the arms pass through the torso and each other (a self-intersecting mesh); the
     vertex count and faces do not depend on the angle (one topology, many poses)."""
     c, s = np.cos(arm_angle), np.sin(arm_angle)
-    parts = [capsule([0, 0, 0], [0, 0.5, 0], 0.15, count),
-             capsule([-0.2, 0.45, 0], [-0.2 + 0.45 * s, 0.45 - 0.25 * c, 0.15], 0.05, count),
-             capsule([0.2, 0.45, 0], [0.2 - 0.45 * s, 0.45 - 0.25 * c, 0.12], 0.05, count),
-             capsule([-0.08, 0, 0], [-0.1, -0.45, 0.05], 0.07, count),
-             capsule([0.08, 0, 0], [0.02, -0.45, -0.02], 0.07, count)]
-    vertices, faces, offset = [], [], 0
-    for v, f in parts:
-        vertices.append(v)
-        faces.append(f + offset)
-        offset += len(v)
-    return np.concatenate(vertices), np.concatenate(faces)
+    parts = [capsule_mesh([0, 0, 0], [0, 0.5, 0], 0.15, count),
+             capsule_mesh([-0.2, 0.45, 0], [-0.2 + 0.45 * s, 0.45 - 0.25 * c, 0.15], 0.05, count),
+             capsule_mesh([0.2, 0.45, 0], [0.2 - 0.45 * s, 0.45 - 0.25 * c, 0.12], 0.05, count),
+             capsule_mesh([-0.08, 0, 0], [-0.1, -0.45, 0.05], 0.07, count),
+             capsule_mesh([0.08, 0, 0], [0.02, -0.45, -0.02], 0.07, count)]
+    return concat_meshes(*parts)
 
 
 def points_near(vertices: np.ndarray, n: int, seed: int = 3) -> np.ndarray:
