@@ -12,6 +12,13 @@ the root), the mean-pose baseline (the training split's mean root-relative pose)
 oracle (the voting decoder on the stored ground truth), and the learning curve (held-out
 MPJPE per epoch) as ``benchmarks/results/<stem>-learn.png``. ``ratio`` = model MPJPE / mean-pose
 MPJPE (target ≤ 0.6). Run alone with ``python -m benchmarks --only learn``.
+
+The prepared data are deterministic and kept between runs (``$H36M_NVF_CACHE``, default
+~/.cache/h36m-nvf, ``bench-learn-<hash of the data fields>``; ``off``: rebuilt each run). They
+cost ~410 CPU-seconds to build (release rendering, extract, sample; 24 min wall at load
+average 22 on the shared 2-core machine). The epoch count is chosen from ``budget_s`` and a few
+timed steps; on a machine whose load changes during the run, the run can end later than the
+budget (each epoch's wall time and the load average are in the JSON).
 """
 
 from __future__ import annotations
