@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.units import MM_PER_M
 from nvf.baselines import mean_pose, zero_pose
 from nvf.config import TrainConfig
 from nvf.data import make_loader, shard_dataset, to_device
 from nvf.errors import NVFError
-from nvf.metrics import MM_PER_M, pa_per_joint_errors, per_joint_errors, pose_report
+from nvf.metrics import pa_per_joint_errors, per_joint_errors, pose_report
 from nvf.model import NVFNet
 from nvf.vote import frustum_grid, vote_diagnostics
 

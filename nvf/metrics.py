@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from common.units import MM_PER_M  # noqa: F401  (metrics are reported in mm; re-exported)
+from common.units import MM_PER_M
 
 ACTION_ALIASES = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog"}
 """S1's names for two actions → the canonical ones (reference README, Human3.6M quirks)."""
