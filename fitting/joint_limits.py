@@ -329,10 +329,6 @@ def limit_residual_jacobian(body_pose: torch.Tensor, bone_axes_: torch.Tensor) -
     return r, jac.flatten(-2).flatten(1, 2)
 
 
-PROJECTION_MARGIN_RAD = 1e-4
-"""project_to_limits puts joints this far inside their limits (0.006 deg)."""
-
-
 def _rotvec_of_quat(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """(..., 3) rotation vectors (norm <= π) of unit quaternions (w (...,), v (..., 3))."""
     sign = torch.where(w < 0, -1.0, 1.0).to(w.dtype)
@@ -350,9 +346,8 @@ def project_to_limits(body_pose: torch.Tensor, bone_axes_: torch.Tensor, slack_r
     given (bit for bit). body_pose (..., 21, 3) radians; bone_axes_ (21, 3) unit;
     slack_rad widens every range on both sides (kept within ±π)."""
     ref, lo, hi = limit_arrays(body_pose.dtype, body_pose.device)
-    # land a hair inside (PROJECTION_MARGIN_RAD) so that float32 round-off stays within the limits
-    lo = (lo - slack_rad + PROJECTION_MARGIN_RAD).clamp_min(-math.pi)
-    hi = (hi + slack_rad - PROJECTION_MARGIN_RAD).clamp_max(math.pi)
+    if slack_rad:
+        lo, hi = (lo - slack_rad).clamp_min(-math.pi), (hi + slack_rad).clamp_max(math.pi)
     axes = bone_axes_.to(body_pose.dtype)
     u, v = _frames(axes, ref)
     swing, twist = swing_twist(body_pose, axes)
