@@ -1,7 +1,8 @@
 """Fitting SMPL-X poses to mocap joints: our batched LM fitter vs the stock loop.
 
 Stock loop (peer): smplx's own forward on the full mesh + Adam on the same energy (Geman–McClure
-joint loss through the same correspondence, L2 pose prior, knee/elbow limits), the same frames,
+joint loss through the same correspondence, L2 pose prior, the anatomical limit hinges of
+fitting.joint_limits), the same frames,
 the same rigid start, the same device and thread count, the same wide-then-robust loss schedule, run until it reaches
 our accuracy (its MPJPE ≤ max(our MPJPE, 2 mm)) or an iteration cap — "frames/s to
 convergence"; when it hits the cap the row says so and its accuracy is the one reached. Both fit poses
@@ -136,10 +137,10 @@ def _ours(fitter, mocap_seqs, betas, device):
 def _stock(fitter, model, mocap, betas, device, target_mpjpe, max_iters, lr=0.02):
     """smplx full-mesh forward + Adam on the same energy, from the same rigid start."""
     from fitting.correspondence import correspondence_vertex_ids, h36m32_from_smplx
+    from fitting.joint_limits import limit_residual
     from fitting.joint_sets import H36M17_FROM_H36M32
     from fitting.lbs_subset import rest_joints, rest_vertices
     from fitting.losses import gmof_energy
-    from fitting.priors import angle_limit_residual
     from fitting.smplify import DATA_UNIT_M
 
     c = fitter.config
@@ -164,7 +165,7 @@ def _stock(fitter, model, mocap, betas, device, target_mpjpe, max_iters, lr=0.02
         err = pred - target
         body = params[:, 3:66]
         energy = (gmof_energy(err, sigma).sum(-1) / DATA_UNIT_M**2 + c.pose_prior_weight * (body**2).sum(-1)
-                  + c.angle_limit_weight * (angle_limit_residual(body) ** 2).sum(-1)).sum()
+                  + c.angle_limit_weight * (limit_residual(body, fitter.bone_axes) ** 2).sum(-1)).sum()
         opt.zero_grad()
         energy.backward()
         opt.step()
