@@ -24,7 +24,10 @@ def write_npz(fh: BinaryIO, arrays: Mapping[str, np.ndarray], *, compress: bool 
     with zipfile.ZipFile(fh, "w", compression=method) as zf:
         for name in sorted(arrays):
             buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.asanyarray(arrays[name]), allow_pickle=allow_pickle)
+            array = np.asanyarray(arrays[name])
+            if array.dtype != object:  # C order: equal values give equal bytes whatever the layout
+                array = np.ascontiguousarray(array)
+            np.lib.format.write_array(buf, array, allow_pickle=allow_pickle)
             info = zipfile.ZipInfo(name + ".npy", date_time=ZIP_DATE)
             info.compress_type = method
             info.external_attr = 0o644 << 16

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import torch
 
-M_TO_MM = 1000.0
-"""Metres to millimetres (reports only; everything inside is metres)."""
+from common.units import MM_PER_M
 
 
 def gmof_energy(err: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -21,7 +20,7 @@ def gmof_energy(err: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def per_joint_error_mm(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(..., J) Euclidean joint errors in mm of pred and target (..., J, 3) in metres."""
-    return torch.linalg.norm(pred - target, dim=-1) * M_TO_MM
+    return torch.linalg.norm(pred - target, dim=-1) * MM_PER_M
 
 
 def neighbour_mean(x: torch.Tensor) -> torch.Tensor:

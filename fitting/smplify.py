@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch.func import jacfwd
 
+from common.device import resolve_device
 from fitting.correspondence import (
     bone_frame_index,
     correspondence_vertex_ids,
@@ -154,15 +155,6 @@ class FitConfig:
     tol: float = 1e-3
     """A frame has converged when an LM step lowers its energy (cm^2 units) by less than
     tol x (energy + 1)."""
-
-
-def resolve_device(device: str) -> torch.device:
-    """torch device for "auto" | "cuda" | "cpu" (BodyModelError-free: ValueError on others)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cuda", "cpu") and not device.startswith("cuda:"):
-        raise ValueError(f"unknown device {device!r}; use auto, cuda or cpu")
-    return torch.device(device)
 
 
 # ----------------------------------------------------------------------------- targets

@@ -45,6 +45,7 @@ import torch
 from fitting.correspondence import bone_frame_index, correspondence_vertex_ids, h36m32_from_smplx
 from fitting.joint_limits import BODY_JOINT_NAMES, bone_axes, limit_violation_deg, swing_twist
 from fitting.joint_sets import SMPLX55
+from fitting.smplx_params import SMPLX_FRAME_PARAM_DIMS
 
 NUM_BODY = 21
 """Body joints in ``body_pose`` (smplx joints 1..21)."""
@@ -341,8 +342,7 @@ def posed_bodies(model, params: dict[str, np.ndarray], rows: np.ndarray | None =
             ``global_orient``, ``body_pose``, ``transl``, hands, face, ``expression``.
         rows: (T,) rows to pose (default all).
     """
-    keys = ("global_orient", "body_pose", "transl", "left_hand_pose", "right_hand_pose",
-            "jaw_pose", "leye_pose", "reye_pose", "expression")
+    keys = tuple(SMPLX_FRAME_PARAM_DIMS)
     n = len(params["transl"])
     rows = np.arange(n) if rows is None else np.asarray(rows)
     verts, joints = [], []
