@@ -218,7 +218,8 @@ def show_fit(subject: str, sequence: str, frame: int, camera: str, work: Path, o
     import cv2
 
     from fitting.bodymodel import resolve_body_model
-    from pipeline.checks.audit import describe_frame, render_fit_overlay
+    from pipeline.checks.audit import describe_frame
+    from pipeline.checks.overlays import render_fit_overlay
     from pipeline.store import WorkDir, atomic_write_bytes
 
     wd = WorkDir(work)

@@ -1,5 +1,10 @@
 """Batched SMPLify-X-style fitting of SMPL-X to mocap joints (same code on CPU and CUDA).
 
+Why one module of ~850 lines: the Fitter's schedule below (rigid start, keyframes, sweeps,
+restarts, limits, smoothing, skeleton offsets) reads top to bottom in one place; the generic
+pieces live elsewhere (``fitting.lm`` the solver, ``fitting.rotations``, ``fitting.losses``,
+``fitting.priors``, ``fitting.joint_limits``, ``fitting.lbs_subset``).
+
 Per subject: betas (shape) fitted jointly with the poses of frames drawn from all of the
 subject's sequences. Per sequence: every mocap frame gets its own pose
 (global_orient, body_pose, transl = 69 parameters), hands, face and expression stay at

@@ -149,3 +149,15 @@ def capsule_mesh(a, b, radius: float, count: int = 24):
     transform[:3, 3] = (a + b) / 2
     mesh.apply_transform(transform)
     return np.asarray(mesh.vertices), np.asarray(mesh.faces)
+
+
+def true_fit_work(tmp_path_factory, name: str, release, model_cache):
+    """(WORK, fit npz path, its arrays as a dict) of ``release`` extracted at stride 2 with a
+    perfect fit of S9 Walking_1: tests write known errors or poses into the arrays."""
+    import numpy as np
+
+    work = tmp_path_factory.mktemp(name)
+    extract_with_true_fit(work, release, model_cache, stride=2, workers=1)
+    path = work / "fit" / "S9" / "Walking_1.npz"
+    with np.load(path) as z:
+        return work, path, {k: z[k] for k in z.files}

@@ -4,6 +4,11 @@ Researchers read it to decide whether to trust the pseudo-ground truth: MPJPE st
 subject and sequence, histograms, per-joint errors, error over time, and the worst frames
 drawn onto the extracted images. The page is static (opens from disk, no server).
 
+Why one module of ~700 lines: it holds the report's data model (config, per-sequence records,
+summaries, the per-frame table) and the page that shows it, which change together; the plots
+(``audit_plots``), the overlays (``overlays``) and the plausibility geometry
+(``plausibility``) live in their own modules.
+
 Matching the mocap joints is not enough: the body must be a plausible human. The audit also
 reports, per frame and aggregated (definitions in :mod:`pipeline.checks.plausibility`):
 rotation-vector norms, joint-limit violations, twist per limb, |β| per subject,
@@ -26,13 +31,17 @@ from pathlib import Path
 import numpy as np
 
 from common.units import MM_PER_M
-from fitting.joint_sets import H36M17, H36M17_FROM_H36M32
+from fitting.joint_sets import H36M17
+from pipeline.checks.audit_plots import (
+    plot_histograms,
+    plot_mismatch,
+    plot_over_time,
+    plot_per_joint,
+    plot_plausibility,
+)
+from pipeline.checks.overlays import _worst_frames, _worst_with_images, render_fit_overlay
 from pipeline.errors import DataError
-from pipeline.release.cameras import Camera
 from pipeline.store import WorkDir, atomic_write_bytes, atomic_write_json
-
-MESH_BGR = (230, 170, 90)
-"""Colour of the fitted mesh in overlays."""
 
 
 @dataclass(frozen=True)
@@ -459,234 +468,6 @@ def frame_report(fit: SequenceFit, p: SequencePlausibility, frame: int, config: 
         lines.append(f"  PVE vs the true mesh: {p.pve_mm[t]:.1f} mm mean; "
                      + ", ".join(f"{r} {x:.1f}" for r, x in zip(P.REGIONS, p.pve_region_mm[t])))
     return "\n".join(lines)
-
-
-# --- plots ------------------------------------------------------------------------------------
-
-
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def plot_histograms(fits: list[SequenceFit], path: Path) -> None:
-    plt = _figure()
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    for s in sorted({f.subject for f in fits}):
-        ax.hist(np.concatenate([f.mpjpe_mm for f in fits if f.subject == s]), bins=40, alpha=0.6, label=s)
-    ax.set_xlabel("MPJPE to mocap (mm)")
-    ax.set_ylabel("frames")
-    ax.legend()
-    _save(fig, path)
-    plt.close(fig)
-
-
-def plot_per_joint(summary: dict, path: Path) -> None:
-    plt = _figure()
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    names, values = zip(*summary["per_joint_mm"].items())
-    ax.bar(range(len(values)), values)
-    ax.set_xticks(range(len(values)), names, rotation=60, ha="right")
-    ax.set_ylabel("mean error (mm)")
-    _save(fig, path)
-    plt.close(fig)
-
-
-def plot_over_time(fit: SequenceFit, path: Path, plaus: SequencePlausibility | None = None) -> None:
-    """MPJPE over the frames (non-converged frames in red) and, with plausibility figures,
-    PVE, the largest joint-limit violation, rotation-vector norm and self-intersection depth."""
-    plt = _figure()
-    panels = [("MPJPE (mm)", fit.mpjpe_mm)]
-    if plaus is not None:
-        if plaus.pve_mm is not None:
-            panels.append(("PVE (mm)", plaus.pve_mm))
-        panels += [("beyond limit (°)", plaus.limit_deg.max(-1)), ("max |rotvec| (°)", plaus.rotvec_deg.max(-1)),
-                   ("self-intersection (mm)", plaus.intersection_mm)]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 1.6 + 1.2 * len(panels)), sharex=True, squeeze=False)
-    for ax, (label, y) in zip(axes[:, 0], panels):
-        ok = np.isfinite(y)
-        ax.plot(fit.frame_index[ok], y[ok], lw=1)
-        ax.set_ylabel(label, fontsize=8)
-    bad = ~fit.converged
-    ax0 = axes[0, 0]
-    ax0.scatter(fit.frame_index[bad], fit.mpjpe_mm[bad], color="red", s=8, label="not converged")
-    if plaus is not None:
-        axes[-2, 0].axhline(180.0, color="grey", lw=0.5, ls="--")
-    axes[-1, 0].set_xlabel("frame")
-    ax0.set_title(f"{fit.subject} {fit.sequence}")
-    if bad.any():
-        ax0.legend(fontsize=7)
-    _save(fig, path)
-    plt.close(fig)
-
-
-def plot_plausibility(plaus: list[SequencePlausibility], summary: dict, path: Path) -> None:
-    """Histograms of the per-frame plausibility figures and the per-region PVE."""
-    from pipeline.checks import plausibility as P
-
-    plt = _figure()
-    cat = lambda name: np.concatenate([getattr(p, name) for p in plaus])  # noqa: E731
-    has_gt = "pve" in summary
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6))
-    hists = [(axes[0, 0], cat("limit_deg").max(-1), "largest joint-limit excess per frame (°)"),
-             (axes[0, 1], cat("rotvec_deg").max(-1), "largest rotation-vector norm per frame (°)"),
-             (axes[0, 2], cat("intersection_mm"), "self-intersection depth per frame (mm)")]
-    if has_gt:
-        hists.append((axes[1, 0], cat("pve_mm"), "PVE vs the true mesh per frame (mm)"))
-    for ax, x, label in hists:
-        x = x[np.isfinite(x)]
-        ax.hist(x, bins=40)
-        ax.set_xlabel(label, fontsize=8)
-        ax.set_ylabel("frames", fontsize=8)
-    twist = cat("twist_deg")
-    axes[1, 1].boxplot([twist[:, i] for i in range(twist.shape[1])])
-    axes[1, 1].set_xticks(range(1, twist.shape[1] + 1), list(P.LIMB_JOINTS), rotation=60, ha="right", fontsize=7)
-    axes[1, 1].set_ylabel("twist about the bone axis (°)", fontsize=8)
-    if has_gt:
-        names, values = zip(*summary["pve"]["regions_mm"].items())
-        axes[1, 2].bar(range(len(values)), values)
-        axes[1, 2].set_xticks(range(len(values)), names, rotation=60, ha="right", fontsize=7)
-        axes[1, 2].set_ylabel("mean PVE by region (mm)", fontsize=8)
-    else:
-        axes[1, 0].axis("off")
-        axes[1, 2].axis("off")
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-
-
-def plot_mismatch(summary: dict, path: Path) -> None:
-    """Per h36m32 joint and subject: length of the mean bone-frame residual against its spread."""
-    plt = _figure()
-    subjects = summary["mismatch"]["subjects"]
-    fig, ax = plt.subplots(figsize=(10, 3.5))
-    width = 0.8 / max(1, len(subjects))
-    for k, (s, v) in enumerate(subjects.items()):
-        names = list(v["per_joint"])
-        x = np.arange(len(names)) + k * width
-        ax.bar(x, [v["per_joint"][n]["mean_norm_mm"] for n in names], width, label=f"{s} |mean|")
-        ax.scatter(x, [v["per_joint"][n]["spread_mm"] for n in names], color="k", s=6)
-    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=75, ha="right", fontsize=7)
-    ax.set_ylabel("bone-frame residual (mm)\nbars: |mean|, dots: spread", fontsize=8)
-    ax.legend(fontsize=7)
-    _save(fig, path)
-    plt.close(fig)
-
-
-# --- overlays ---------------------------------------------------------------------------------
-
-
-def load_cameras(work: WorkDir, subject: str, sequence: str) -> list[Camera]:
-    from pipeline.artifacts import read_sequence_info
-
-    return list(read_sequence_info(work.sequence_json(subject, sequence)).cameras)
-
-
-def fitted_body(model_path: Path, fit_path: Path, frame: int):
-    """(vertices (V,3), faces (F,3), h36m17 joints (17,3)) of one fitted frame, world, metres."""
-    import torch
-
-    from fitting.bodymodel import cached_body_model_f64
-    from fitting.correspondence import correspondence_vertex_ids, h36m32_from_smplx
-    from pipeline.artifacts import read_fit_sequence
-
-    model = cached_body_model_f64(str(model_path))
-    fit = read_fit_sequence(fit_path)
-    kwargs = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in fit.smplx_kwargs(fit.row_of(frame)).items()}
-    with torch.no_grad():
-        out = model(**kwargs)
-    verts = out.vertices[0]
-    joints32 = h36m32_from_smplx(out.joints[0, :55], verts[correspondence_vertex_ids()])
-    return verts.numpy(), np.asarray(model.faces, dtype=np.int64), joints32.numpy()[H36M17_FROM_H36M32]
-
-
-def draw_overlay(image: np.ndarray, camera: Camera, vertices: np.ndarray, faces: np.ndarray,
-                 fitted: np.ndarray, mocap: np.ndarray) -> np.ndarray:
-    """The image with the shaded fitted mesh blended in, fitted joints (green) and mocap (red).
-
-    Args:
-        image: (H, W, 3) BGR uint8 extracted frame of ``camera``.
-        vertices: (V, 3), fitted: (17, 3), mocap: (17, 3) world frame, metres.
-    """
-    import cv2
-
-    from pipeline.synthetic.render import render_mesh
-
-    # Render on black: the shaded body (ambient light keeps it > 0) is the blend mask.
-    albedo = np.broadcast_to(np.array(MESH_BGR, dtype=np.float64), vertices.shape)
-    layer = render_mesh(vertices, faces, albedo, camera, np.zeros_like(image))
-    mask = layer.max(axis=-1) > 0
-    out = image.copy()
-    out[mask] = (0.45 * image[mask] + 0.55 * layer[mask]).astype(np.uint8)
-    for pts, color in ((mocap, (40, 40, 230)), (fitted, (40, 200, 40))):
-        uv = np.asarray(camera.project(pts))
-        for j, p in enumerate(H36M17.parents):
-            if p >= 0:
-                cv2.line(out, _pt(uv[j]), _pt(uv[p]), color, 1, cv2.LINE_AA)
-        for q in uv:
-            cv2.circle(out, _pt(q), 2, color, -1, cv2.LINE_AA)
-    return out
-
-
-def _pt(uv) -> tuple[int, int]:
-    return int(round(float(uv[0]))), int(round(float(uv[1])))
-
-
-def render_fit_overlay(work: WorkDir, model_path: Path, subject: str, sequence: str, frame: int,
-                       camera_id: str) -> np.ndarray:
-    """Overlay for one extracted frame (BGR uint8); DataError when the frame has no image."""
-    import cv2
-
-    image_path = work.image(subject, sequence, camera_id, frame)
-    image = cv2.imread(str(image_path))
-    if image is None:
-        raise DataError(f"{image_path}: no extracted image for frame {frame} (extract with a stride that keeps it)")
-    cameras = {c.id: c for c in load_cameras(work, subject, sequence)}
-    if camera_id not in cameras:
-        raise DataError(f"{work.sequence_json(subject, sequence)}: no camera {camera_id}")
-    verts, faces, fitted = fitted_body(model_path, work.fit_sequence(subject, sequence), frame)
-    from pipeline.artifacts import read_joints_world
-
-    mocap = read_joints_world(work.joints_world(subject, sequence))[frame][H36M17_FROM_H36M32]
-    return draw_overlay(image, cameras[camera_id], verts, faces, fitted, mocap)
-
-
-def _worst_with_images(work: WorkDir, fits: list[SequenceFit], camera: str | None, n: int,
-                       score: dict[tuple[str, str], np.ndarray] | None = None) -> list[tuple]:
-    """The n worst frames that have an extracted image, as (score, subject, seq, frame, camera);
-    score: per (subject, sequence) (T,) values, default the MPJPE."""
-    rows = []
-    for f in fits:
-        cams = [c.id for c in load_cameras(work, f.subject, f.sequence)]
-        cams = [camera] if camera in cams else cams
-        values = f.mpjpe_mm if score is None else score[(f.subject, f.sequence)]
-        for e, i in zip(values, f.frame_index):
-            if not np.isfinite(e):
-                continue
-            cam = next((c for c in cams if work.image(f.subject, f.sequence, c, int(i)).exists()), None)
-            if cam is not None:
-                rows.append((float(e), f.subject, f.sequence, int(i), cam))
-    rows.sort(key=lambda r: (-r[0], r[1], r[2], r[3]))
-    return rows[:n]
-
-
-def _worst_frames(fits: list[SequenceFit], score: dict[tuple[str, str], np.ndarray], n: int, key: str) -> list[dict]:
-    frames = [(float(e), f.subject, f.sequence, int(i)) for f in fits
-              for e, i in zip(score[(f.subject, f.sequence)], f.frame_index) if np.isfinite(e)]
-    frames.sort(key=lambda x: (-x[0], x[1], x[2], x[3]))
-    return [{"subject": s, "sequence": q, "frame": i, key: e} for e, s, q, i in frames[:n]]
 
 
 # --- page -------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import extract_with_true_fit
+from helpers import true_fit_work
 
 from cli import main
 from fitting.joint_sets import H36M17
@@ -16,12 +16,8 @@ from fitting.joint_sets import H36M17
 
 @pytest.fixture(scope="module")
 def audited_work(tmp_path_factory, synthetic_release, model_cache):
-    work = tmp_path_factory.mktemp("audit_work")
-    extract_with_true_fit(work, synthetic_release, model_cache, stride=2, workers=1)
+    work, path, data = true_fit_work(tmp_path_factory, "audit_work", synthetic_release, model_cache)
     # Known, uneven per-frame errors so that every statistic is distinguishable.
-    path = work / "fit" / "S9" / "Walking_1.npz"
-    with np.load(path) as z:
-        data = {k: z[k] for k in z.files}
     rng = np.random.default_rng(0)
     data["joint_err_mm"] = rng.gamma(2.0, 3.0, size=data["joint_err_mm"].shape)
     data["mpjpe_mm"] = data["joint_err_mm"].mean(axis=1)

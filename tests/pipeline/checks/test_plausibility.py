@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import extract_with_true_fit
+from helpers import extract_with_true_fit, true_fit_work
 from scipy.spatial.transform import Rotation
 
 from cli import main
@@ -80,11 +80,7 @@ def reference_violation_deg(rotvec, axis, limit):
 @pytest.fixture(scope="module")
 def perturbed(tmp_path_factory, synthetic_release, model_cache):
     """The true fit of S9 Walking_1 (10 frames) with implausible frames written into it."""
-    work = tmp_path_factory.mktemp("plausibility_work")
-    extract_with_true_fit(work, synthetic_release, model_cache, stride=2, workers=1)
-    path = work / "fit" / "S9" / "Walking_1.npz"
-    with np.load(path) as z:
-        data = {k: z[k] for k in z.files}
+    work, path, data = true_fit_work(tmp_path_factory, "plausibility_work", synthetic_release, model_cache)
     pose = data["body_pose"].reshape(-1, 21, 3)
     j = BODY_JOINT_NAMES.index
     pose[1, j("left_shoulder")] = [2.2, 0.0, 0.0]  # 126° twist about the arm's axis (limit 70/-90)
