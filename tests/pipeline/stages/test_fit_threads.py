@@ -19,10 +19,15 @@ def _threads_inside(wait_s: float = 0.0) -> tuple[int, int]:
     from pipeline.stages.fit import idle_core_threads
 
     time.sleep(wait_s)
-    before = torch.get_num_threads()
-    with idle_core_threads():
-        inside = torch.get_num_threads()
-    assert torch.get_num_threads() == before
+    default = torch.get_num_threads()
+    torch.set_num_threads(1)  # like the workers h36m-nvf starts (one-thread pools), whatever this cluster set
+    try:
+        before = torch.get_num_threads()
+        with idle_core_threads():
+            inside = torch.get_num_threads()
+        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(default)
     return before, inside
 
 
