@@ -9,6 +9,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from fitting.joint_sets import SMPLX55
+
 NUM_BETAS = 10
 """Shape coefficients fitted and stored (smplx's default ``num_betas``)."""
 SMPLX_FRAME_PARAM_DIMS = {"global_orient": 3, "body_pose": 63, "transl": 3, "left_hand_pose": 45,
@@ -16,6 +18,8 @@ SMPLX_FRAME_PARAM_DIMS = {"global_orient": 3, "body_pose": 63, "transl": 3, "lef
                           "expression": 10}
 """Per-frame smplx forward kwargs and their widths (axis-angle radians, full hand poses, transl
 in metres, 10 expression coefficients)."""
+NUM_BODY_JOINTS = 21
+"""Body joints in ``body_pose`` (smplx joints 1..21, pelvis excluded)."""
 SMPLX_PARAM_DIMS = {"betas": NUM_BETAS, **SMPLX_FRAME_PARAM_DIMS}
 """Every stored SMPL-X parameter (per-frame ones plus the subject's betas)."""
 
@@ -65,3 +69,28 @@ def smplx_params_to_camera(params: Mapping[str, np.ndarray], R, t, pelvis_rest) 
     out["global_orient"] = orient_cam.astype(dtype)
     out["transl"] = transl_cam.astype(dtype)
     return out
+
+
+def rotvec_to_matrix_np(rotvec: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) rotation matrices of rotation vectors (..., 3), radians (numpy, Rodrigues)."""
+    theta = np.linalg.norm(rotvec, axis=-1, keepdims=True)
+    k = rotvec / np.where(theta > 1e-12, theta, 1.0)
+    kx, ky, kz = k[..., 0], k[..., 1], k[..., 2]
+    zero = np.zeros_like(kx)
+    K = np.stack([zero, -kz, ky, kz, zero, -kx, -ky, kx, zero], -1).reshape(*k.shape[:-1], 3, 3)
+    s, c = np.sin(theta)[..., None], np.cos(theta)[..., None]
+    return np.eye(3) + s * K + (1 - c) * (K @ K)
+
+
+def body_world_rotations(global_orient: np.ndarray, body_pose: np.ndarray) -> np.ndarray:
+    """(..., 22, 3, 3) world rotations of the smplx joints 0..21 (pelvis to wrists).
+
+    Args:
+        global_orient: (..., 3) and body_pose: (..., 63) axis-angle, radians.
+    """
+    local = rotvec_to_matrix_np(np.concatenate([global_orient[..., None, :],
+                                       body_pose.reshape(*body_pose.shape[:-1], NUM_BODY_JOINTS, 3)], -2))
+    world = [local[..., 0, :, :]]
+    for j in range(1, NUM_BODY_JOINTS + 1):
+        world.append(world[SMPLX55.parents[j]] @ local[..., j, :, :])
+    return np.stack(world, -3)

@@ -32,6 +32,7 @@ import numpy as np
 
 from common.units import MM_PER_M
 from fitting.joint_sets import H36M17
+from fitting.smplx_params import body_world_rotations
 from pipeline.checks.audit_plots import (
     plot_histograms,
     plot_mismatch,
@@ -275,7 +276,7 @@ def assess_sequence(work: WorkDir, fit: SequenceFit, model, config: AuditConfig,
     from pipeline.artifacts import read_joints_world
 
     mocap = read_joints_world(work.joints_world(fit.subject, fit.sequence))[fit.frame_index]
-    residual = P.bone_frame_residuals(mocap, P.fitted_h36m32(joints55, verts), P.world_rotations(go, bp))
+    residual = P.bone_frame_residuals(mocap, P.fitted_h36m32(joints55, verts), body_world_rotations(go, bp))
 
     extra = {}
     truth = _groundtruth_params(groundtruth, work, fit, sha) if groundtruth is not None else None

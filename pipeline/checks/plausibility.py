@@ -118,31 +118,6 @@ def wrap_deg(angle: np.ndarray) -> np.ndarray:
     return (np.asarray(angle) + 180.0) % 360.0 - 180.0
 
 
-def _rodrigues(rotvec: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) rotation matrices of rotation vectors (..., 3), radians."""
-    theta = np.linalg.norm(rotvec, axis=-1, keepdims=True)
-    k = rotvec / np.where(theta > 1e-12, theta, 1.0)
-    kx, ky, kz = k[..., 0], k[..., 1], k[..., 2]
-    zero = np.zeros_like(kx)
-    K = np.stack([zero, -kz, ky, kz, zero, -kx, -ky, kx, zero], -1).reshape(*k.shape[:-1], 3, 3)
-    s, c = np.sin(theta)[..., None], np.cos(theta)[..., None]
-    return np.eye(3) + s * K + (1 - c) * (K @ K)
-
-
-def world_rotations(global_orient: np.ndarray, body_pose: np.ndarray) -> np.ndarray:
-    """(..., 22, 3, 3) world rotations of the smplx joints 0..21 (pelvis to wrists).
-
-    Args:
-        global_orient: (..., 3) and body_pose: (..., 63) axis-angle, radians.
-    """
-    local = _rodrigues(np.concatenate([global_orient[..., None, :],
-                                       body_pose.reshape(*body_pose.shape[:-1], NUM_BODY, 3)], -2))
-    world = [local[..., 0, :, :]]
-    for j in range(1, NUM_BODY + 1):
-        world.append(world[SMPLX55.parents[j]] @ local[..., j, :, :])
-    return np.stack(world, -3)
-
-
 # ----------------------------------------------------------------------------- mismatch
 
 
@@ -166,7 +141,7 @@ def bone_frame_residuals(mocap: np.ndarray, fitted: np.ndarray, rotations: np.nd
 
     Args:
         mocap, fitted: (T, 32, 3) h36m32 joints, world, metres.
-        rotations: (T, 22, 3, 3) world rotations of smplx joints 0..21 (:func:`world_rotations`).
+        rotations: (T, 22, 3, 3) world rotations of smplx joints 0..21 (``fitting.smplx_params.body_world_rotations``).
     """
     frame = rotations[:, H36M32_FRAME_JOINT]  # (T, 32, 3, 3) world_from_bone
     return np.einsum("tjik,tji->tjk", frame, mocap - fitted)

@@ -43,6 +43,7 @@ import numpy as np
 from common.hashing import sha256_file
 from common.rng import rng_for
 from common.units import MM_PER_M
+from fitting.smplx_params import body_world_rotations
 from pipeline.errors import DataError
 from pipeline.release.cameras import (
     W0_INTRINSICS_OFFSET,
@@ -210,28 +211,12 @@ def mocap_offsets(seed: int, subject: str, length_mm: tuple[float, float]) -> np
     return d * rng.uniform(length_mm[0], length_mm[1], size=(32, 1)) / MM_PER_M
 
 
-def world_rotations(params: dict[str, np.ndarray]) -> np.ndarray:
-    """(T, 22, 3, 3) world rotations of SMPL-X joints 0..21 (the body) of smplx params
-    (global_orient (T, 3), body_pose (T, 63)); the body's pose mean is zero."""
-    from scipy.spatial.transform import Rotation
-
-    from fitting.joint_sets import SMPLX55
-
-    pose = np.concatenate([params["global_orient"], params["body_pose"]], 1).reshape(-1, 22, 3)
-    local = Rotation.from_rotvec(pose.reshape(-1, 3)).as_matrix().reshape(*pose.shape, 3)
-    world = np.empty_like(local)
-    for j in range(22):
-        parent = SMPLX55.parents[j]
-        world[:, j] = local[:, j] if parent < 0 else world[:, parent] @ local[:, j]
-    return world
-
-
 def offset_mocap(mocap: np.ndarray, rotations: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """(T, 32, 3) mocap joints moved by offsets (32, 3) given in their bone frames.
 
     Args:
         mocap: (T, 32, 3) joints through the correspondence, metres, world.
-        rotations: (T, 22, 3, 3) world rotations of SMPL-X joints 0..21 (``world_rotations``).
+        rotations: (T, 22, 3, 3) world rotations of SMPL-X joints 0..21 (``fitting.smplx_params.body_world_rotations``).
         offsets: (32, 3) metres, each in the frame of ``H36M32_BONE_FRAME``'s joint.
     """
     from fitting.correspondence import bone_frame_index
@@ -511,7 +496,7 @@ def _write_subjects(out: Path, config: SyntheticReleaseConfig, metadata: Metadat
             offsets = np.zeros((32, 3))
             if config.mocap_skeleton == "mismatched":
                 offsets = mocap_offsets(config.seed, subject, config.mocap_offset_mm)
-            mocap = offset_mocap(through_correspondence, world_rotations(params), offsets)
+            mocap = offset_mocap(through_correspondence, body_world_rotations(params["global_orient"], params["body_pose"]), offsets)
             noise = rng_for(config.seed, "marker-noise", subject, basename).normal(
                 0.0, config.marker_noise_mm / MM_PER_M, mocap.shape)
             _write_mocap(out, subject, basename, mocap + noise, cameras)

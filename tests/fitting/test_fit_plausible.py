@@ -119,8 +119,9 @@ def test_mini_mismatch_fit_keeps_a_plausible_shape(model_cache):
     the shape stays in |beta| <= 3 and close to the truth, the poses within the limits."""
     from common.rng import rng_for
     from fitting.correspondence import correspondence_vertex_ids, h36m32_from_smplx
+    from fitting.smplx_params import body_world_rotations
     from pipeline.synthetic.motion import BodyDims, make_motion
-    from pipeline.synthetic.release import mocap_offsets, offset_mocap, world_rotations
+    from pipeline.synthetic.release import mocap_offsets, offset_mocap
 
     frames = 24
     model64 = _model(model_cache, torch.float64, batch_size=frames)
@@ -133,7 +134,7 @@ def test_mini_mismatch_fit_keeps_a_plausible_shape(model_cache):
         params = {"global_orient": m.global_orient, "body_pose": m.body_pose}
         j, v = _forward(model64, betas, m.body_pose, m.global_orient, m.pelvis - rest_j[0, 0].numpy())
         mocap = h36m32_from_smplx(j, v[:, correspondence_vertex_ids()]).numpy()
-        mocap = offset_mocap(mocap, world_rotations(params), mocap_offsets(2, "S1", (10.0, 40.0)))
+        mocap = offset_mocap(mocap, body_world_rotations(params["global_orient"], params["body_pose"]), mocap_offsets(2, "S1", (10.0, 40.0)))
         seqs.append(mocap + rng_for(2, "mini-noise", k).normal(0.0, 0.005, mocap.shape))
         truth.append(v.numpy())
     fitter = Fitter(_model(model_cache), SMALL)
