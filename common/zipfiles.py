@@ -26,7 +26,7 @@ def write_npz(fh: BinaryIO, arrays: Mapping[str, np.ndarray], *, compress: bool 
             buf = io.BytesIO()
             array = np.asanyarray(arrays[name])
             if array.dtype != object:  # C order: equal values give equal bytes whatever the layout
-                array = np.ascontiguousarray(array)
+                array = np.asarray(array, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
             np.lib.format.write_array(buf, array, allow_pickle=allow_pickle)
             info = zipfile.ZipInfo(name + ".npy", date_time=ZIP_DATE)
             info.compress_type = method

@@ -37,7 +37,7 @@ from pipeline.errors import DataError
 from pipeline.release.cameras import Camera
 from pipeline.release.h36m import FPS
 from pipeline.release.h36m import NUM_JOINTS as NUM_MOCAP_JOINTS
-from pipeline.store import WorkDir, atomic_path, atomic_write_json, atomic_write_npy
+from pipeline.store import WorkDir, atomic_write_json, atomic_write_npy, atomic_write_npz
 
 SMPLX_PARAM_KEYS = tuple(SMPLX_FRAME_PARAM_DIMS)
 """Per-frame SMPL-X forward keyword arguments stored in a fit npz (``betas`` is per subject)."""
@@ -213,8 +213,7 @@ class FitSequence:
 
 
 def write_fit_sequence(path: Path, fit: FitSequence) -> None:
-    """Write atomically (np.savez: Python's zip members carry fixed 1980 timestamps here, so the
-    same fit gives the same bytes)."""
+    """Write atomically and deterministically (the same fit gives the same bytes)."""
     arrays = {"betas": np.asarray(fit.betas, dtype=np.float64),
               **{k: np.asarray(fit.params[k], dtype=np.float64) for k in SMPLX_PARAM_KEYS},
               "frame_index": np.asarray(fit.frame_index, dtype=np.int64),
@@ -224,7 +223,7 @@ def write_fit_sequence(path: Path, fit: FitSequence) -> None:
               **{k: np.asarray(v, dtype=np.float64) for k, v in fit.energies.items()},
               **{k: np.asarray(v) for k, v in fit.extras.items()},
               "body_model_sha256": np.array(fit.body_model_sha256)}
-    _savez(path, arrays)
+    atomic_write_npz(path, arrays)
 
 
 _FIT_CORE = ("betas", "frame_index", "mpjpe_mm", "joint_err_mm", "converged", "body_model_sha256",
@@ -272,7 +271,7 @@ class FitShape:
 
 
 def write_fit_shape(path: Path, shape: FitShape) -> None:
-    _savez(path, {"betas": np.asarray(shape.betas, dtype=np.float64),
+    atomic_write_npz(path, {"betas": np.asarray(shape.betas, dtype=np.float64),
                   "shape_frames": np.asarray(shape.shape_frames), "sequences": np.array(shape.sequences),
                   "mpjpe_mm": np.asarray(shape.mpjpe_mm, dtype=np.float64),
                   "body_model_sha256": np.array(shape.body_model_sha256),
@@ -303,12 +302,6 @@ def fitted_sequences(work: WorkDir, subject: str) -> list[str]:
 def fitted_subjects(work: WorkDir) -> list[str]:
     folder = work.fit_dir()
     return sorted(d.name for d in folder.iterdir() if d.is_dir()) if folder.is_dir() else []
-
-
-def _savez(path: Path, arrays: dict) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:

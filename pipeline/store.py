@@ -221,6 +221,14 @@ def atomic_write_npy(path: Path | str, array: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def atomic_write_npz(path: Path | str, arrays) -> None:
+    """An .npz of ``arrays`` (no pickles) with fixed member timestamps and order, atomically."""
+    from common.zipfiles import write_npz
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write_npz(f, arrays)
+
+
 def read_json(path: Path | str) -> dict:
     """Read a JSON file; DataError naming the file when it is unreadable."""
     try:

@@ -77,9 +77,11 @@ def run_stages(
     with work.lock(wait=wait):
         clean_temp_files(work.root)
         if any("body_model" in s.option_fields() for s in stages):
-            # resolved once for the whole chain (the synthetic model is written here, once);
-            # the stages then check each fit's recorded sha256 against this file
-            given["body_model"] = str(resolve_model(given.get("body_model", SYNTHETIC_SPEC), work).path)
+            # resolved once for the whole chain (the synthetic model is written here, once, and
+            # validated); configs keep the user's spec ("synthetic" or the path given), so unit
+            # params and manifests do not depend on where WORK lies. The stages check each fit's
+            # recorded sha256 against this file.
+            resolve_model(given.get("body_model", SYNTHETIC_SPEC), work)
         with LazyClient(scheduler, workers) as client:  # started only if a unit must run
             for stage, config in configs():
                 report = run_stage(stage, config, work, client, force=force,

@@ -48,10 +48,16 @@ class SpotCheckConfig:
 
 @dataclass(frozen=True)
 class Check:
+    """One line of the spot-check verdict (and one JUnit test case)."""
+
     name: str
+    """What was checked, e.g. "fit p95"."""
     ok: bool
+    """Whether it held."""
     detail: str
+    """The measured figure against its threshold, or why it could not run."""
     seconds: float = 0.0
+    """Wall time the check took."""
     warning: bool = False
     """An ok check that reports something to look at (shown as WARN, never fails the run)."""
 

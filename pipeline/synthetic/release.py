@@ -54,7 +54,12 @@ from pipeline.release.cameras import (
 )
 from pipeline.release.metadata import Metadata, default_metadata, write_metadata
 from pipeline.release.quirks import canonical_action
-from pipeline.store import WorkDir, atomic_path, atomic_write_bytes, sequence_folder_name
+from pipeline.store import (
+    WorkDir,
+    atomic_write_bytes,
+    atomic_write_npz,
+    sequence_folder_name,
+)
 
 FPS = 50
 """Frame rate of the videos and the mocap (Human3.6M's videos run at 50 fps)."""
@@ -273,11 +278,6 @@ def _sequence_params(body: _Body, betas: np.ndarray, action: str, frames: int, s
         "left_hand_pose": zeros(45), "right_hand_pose": zeros(45), "jaw_pose": zeros(3),
         "leye_pose": zeros(3), "reye_pose": zeros(3), "expression": zeros(NUM_EXPRESSION),
     }
-
-
-def _atomic_savez(path: Path, **arrays) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
 
 
 @contextlib.contextmanager
@@ -502,9 +502,9 @@ def _write_subjects(out: Path, config: SyntheticReleaseConfig, metadata: Metadat
             _write_mocap(out, subject, basename, mocap + noise, cameras)
             gt_dir = out / "groundtruth" / subject
             gt_dir.mkdir(parents=True, exist_ok=True)
-            _atomic_savez(gt_dir / f"{basename}.npz", **params, joints_h36m32=mocap,
+            atomic_write_npz(gt_dir / f"{basename}.npz", dict(**params, joints_h36m32=mocap,
                           joints_h36m32_correspondence=through_correspondence, mocap_offsets_m=offsets,
-                          action_id=np.int64(key[0]), subaction=np.int64(key[1]))
+                          action_id=np.int64(key[0]), subaction=np.int64(key[1])))
             for cam in cameras:
                 jobs.append(_VideoJob(
                     path=out / subject / "Videos" / f"{basename}.{cam.id}.mp4",

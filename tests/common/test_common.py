@@ -23,12 +23,12 @@ def _npz_bytes(arrays, **kw) -> bytes:
 @pytest.mark.parametrize("compress", [False, True])
 def test_write_npz_round_trips_through_np_load(compress):
     arrays = {"b": np.arange(12, dtype=np.float32).reshape(3, 4), "a": np.array("text"),
-              "f": np.asfortranarray(np.eye(3))}
+              "f": np.asfortranarray(np.eye(3)), "s": np.float64(2.5)}
     with np.load(io.BytesIO(_npz_bytes(arrays, compress=compress))) as z:
-        assert sorted(z.files) == ["a", "b", "f"]
+        assert sorted(z.files) == ["a", "b", "f", "s"]
         for k, v in arrays.items():
             np.testing.assert_array_equal(z[k], v)
-            assert z[k].dtype == v.dtype
+            assert z[k].dtype == v.dtype and z[k].shape == np.shape(v)  # 0-d stays 0-d
 
 
 def test_write_npz_is_byte_identical_for_equal_arrays_in_any_order():
