@@ -2,7 +2,7 @@
 and Barill et al.'s (2018) fast winding number on the same tree.
 
 Everything here works on float64 numpy arrays in one consistent frame (metres in the project).
-The tree is built per mesh (median splits by quickselect: a 20k-face mesh in a few milliseconds)
+The tree is built per mesh (binned surface-area-heuristic splits: a 20k-face mesh in ~13 ms)
 and refitted to new poses of the same faces (boxes and expansions only, about 1 ms).
 
 Winding number: a node whose expansion centre is farther than ``beta`` times its radius from
@@ -22,10 +22,13 @@ import numpy as np
 from numba import njit
 
 LEAF_SIZE = 8
-_STACK_SIZE = 256  # median splits keep depth <= log2(F) + 1, far below this
+_SAH_BINS = 16  # centroid bins per axis for the surface-area heuristic
+_SAH_MAX_DEPTH = 64  # deeper nodes split at medians: depth <= 64 + log2(F) + 1
+_STACK_SIZE = 256  # a traversal stack holds at most depth + 1 nodes: far below this
 _POINTS_PER_TASK = 128  # points per parallel task (one traversal stack each)
 _FOUR_PI = 4.0 * math.pi
-_SHARE_RECENT = 8  # earlier points a query compares with for a shared winding number
+_SHARE_RECENT = 32  # earlier points a query compares with for a shared winding number
+_DISK_SHRINK = 1.0 - 1e-9  # the disk bound's rounding (relative, ~1e-12) is far below this
 _SHARE_SHRINK = 1.0 - 1e-9  # empty balls shrunk by far more than the distances' rounding error
 
 
@@ -45,8 +48,10 @@ class TriangleTree:
     degenerate: np.ndarray
     """(F,) bool, zero-area triangles (closest point from their edges, no solid angle)."""
     sphere: np.ndarray
-    """(F, 4) a ball around each triangle (centroid, radius slightly enlarged): the cheap
-    lower bound that spares most exact point-triangle distances."""
+    """(F, 7) per triangle: a ball around it (centroid, radius slightly enlarged), then its unit
+    normal (zeros if degenerate). The ball is the cheap lower bound that spares most exact
+    point-triangle distances; the disk of the same radius in the triangle's plane is the
+    tighter one that spares most of the rest (far points facing a smooth patch)."""
     box_min: np.ndarray
     """(M, 3) node bounding box lower corner."""
     box_max: np.ndarray
@@ -78,7 +83,7 @@ class TriangleTree:
 
 
 def build_tree(vertices: np.ndarray, faces: np.ndarray, leaf_size: int = LEAF_SIZE) -> TriangleTree:
-    """Build the BVH of a triangle mesh: median splits along the longest centroid extent.
+    """Build the BVH of a triangle mesh (surface-area heuristic, see ``_build_topology``).
 
     Args:
         vertices: (V, 3) float vertex positions.
@@ -158,47 +163,115 @@ def _select(order, keys, first, end, nth):
             return
 
 
+@njit(cache=True, inline="always")
+def _half_area(lo, hi):
+    dx, dy, dz = hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]
+    return dx * dy + dy * dz + dz * dx
+
+
+@njit(cache=True)
+def _sah_split(order, centroid, tri_lo, tri_hi, first, end, c_lo, c_hi):
+    """(axis, last bin of the left part) minimising the surface-area heuristic (area x count of
+    both children) over ``_SAH_BINS`` centroid bins per axis; axis -1 when no split separates."""
+    n = end - first
+    count = np.zeros(_SAH_BINS, np.int64)
+    b_lo = np.empty((_SAH_BINS, 3))
+    b_hi = np.empty((_SAH_BINS, 3))
+    right_area = np.zeros(_SAH_BINS)
+    lo, hi = np.empty(3), np.empty(3)
+    best_cost, best_axis, best_bin = np.inf, -1, -1
+    for axis in range(3):
+        extent = c_hi[axis] - c_lo[axis]
+        if extent <= 0.0:
+            continue
+        count[:] = 0
+        b_lo[:] = np.inf
+        b_hi[:] = -np.inf
+        for k in range(first, end):
+            t = order[k]
+            b = min(int((centroid[axis, t] - c_lo[axis]) / extent * _SAH_BINS), _SAH_BINS - 1)
+            count[b] += 1
+            for a in range(3):
+                b_lo[b, a] = min(b_lo[b, a], tri_lo[a, t])
+                b_hi[b, a] = max(b_hi[b, a], tri_hi[a, t])
+        lo[:], hi[:] = np.inf, -np.inf
+        for b in range(_SAH_BINS - 1, 0, -1):  # boxes of bins b.. (right parts)
+            for a in range(3):
+                lo[a], hi[a] = min(lo[a], b_lo[b, a]), max(hi[a], b_hi[b, a])
+            right_area[b] = _half_area(lo, hi) if lo[0] <= hi[0] else 0.0
+        lo[:], hi[:] = np.inf, -np.inf
+        n_left = 0
+        for b in range(_SAH_BINS - 1):  # left part: bins ..b
+            for a in range(3):
+                lo[a], hi[a] = min(lo[a], b_lo[b, a]), max(hi[a], b_hi[b, a])
+            n_left += count[b]
+            if n_left == 0 or n_left == n:
+                continue
+            cost = _half_area(lo, hi) * n_left + right_area[b + 1] * (n - n_left)
+            if cost < best_cost:
+                best_cost, best_axis, best_bin = cost, axis, b
+    return best_axis, best_bin
+
+
 @njit(cache=True)
 def _build_topology(vertices, faces, leaf_size):
+    """Binned SAH splits (Wald 2007): about 1.2x fewer nodes visited per closest-point and
+    winding-number query than median splits on the body meshes. Below ``_SAH_MAX_DEPTH`` a
+    node splits at its median instead, which bounds the depth whatever the geometry."""
     n_tri = faces.shape[0]
     centroid = np.empty((3, n_tri))  # axis-major: one contiguous key row per split axis
+    tri_lo = np.empty((3, n_tri))
+    tri_hi = np.empty((3, n_tri))
     for t in range(n_tri):
         for a in range(3):
-            centroid[a, t] = (vertices[faces[t, 0], a] + vertices[faces[t, 1], a]
-                              + vertices[faces[t, 2], a]) / 3.0
+            x0, x1, x2 = vertices[faces[t, 0], a], vertices[faces[t, 1], a], vertices[faces[t, 2], a]
+            centroid[a, t] = (x0 + x1 + x2) / 3.0
+            tri_lo[a, t], tri_hi[a, t] = min(x0, x1, x2), max(x0, x1, x2)
     order = np.arange(n_tri)
     max_nodes = 2 * n_tri
     left = np.full(max_nodes, -1, np.int64)
     start = np.zeros(max_nodes, np.int64)
     count = np.zeros(max_nodes, np.int64)
-    todo = np.empty((_STACK_SIZE, 3), np.int64)  # (node, first, end)
-    todo[0, 0], todo[0, 1], todo[0, 2] = 0, 0, n_tri
+    todo = np.empty((_STACK_SIZE, 4), np.int64)  # (node, first, end, depth)
+    todo[0, 0], todo[0, 1], todo[0, 2], todo[0, 3] = 0, 0, n_tri, 0
     n_todo = 1
     n_nodes = 1
+    c_lo, c_hi = np.empty(3), np.empty(3)
     while n_todo > 0:
         n_todo -= 1
-        node, first, end = todo[n_todo, 0], todo[n_todo, 1], todo[n_todo, 2]
-        c_lo0, c_lo1, c_lo2 = np.inf, np.inf, np.inf
-        c_hi0, c_hi1, c_hi2 = -np.inf, -np.inf, -np.inf
+        node, first, end, depth = todo[n_todo, 0], todo[n_todo, 1], todo[n_todo, 2], todo[n_todo, 3]
+        c_lo[:], c_hi[:] = np.inf, -np.inf
         for k in range(first, end):
             t = order[k]
-            c_lo0, c_hi0 = min(c_lo0, centroid[0, t]), max(c_hi0, centroid[0, t])
-            c_lo1, c_hi1 = min(c_lo1, centroid[1, t]), max(c_hi1, centroid[1, t])
-            c_lo2, c_hi2 = min(c_lo2, centroid[2, t]), max(c_hi2, centroid[2, t])
-        extent, axis = c_hi0 - c_lo0, 0
-        if c_hi1 - c_lo1 > extent:
-            extent, axis = c_hi1 - c_lo1, 1
-        if c_hi2 - c_lo2 > extent:
-            extent, axis = c_hi2 - c_lo2, 2
-        if end - first <= leaf_size or extent <= 0.0:
+            for a in range(3):
+                c_lo[a], c_hi[a] = min(c_lo[a], centroid[a, t]), max(c_hi[a], centroid[a, t])
+        axis = np.argmax(c_hi - c_lo)
+        if end - first <= leaf_size or c_hi[axis] - c_lo[axis] <= 0.0:
             start[node] = first
             count[node] = end - first
             continue
-        mid = (first + end) // 2
-        _select(order, centroid[axis], first, end, mid)
+        split_axis, split_bin = -1, -1
+        if depth < _SAH_MAX_DEPTH:
+            split_axis, split_bin = _sah_split(order, centroid, tri_lo, tri_hi, first, end, c_lo, c_hi)
+        if split_axis >= 0:
+            extent = c_hi[split_axis] - c_lo[split_axis]
+            i, j = first, end - 1
+            while i <= j:  # partition: bins <= split_bin first
+                b = min(int((centroid[split_axis, order[i]] - c_lo[split_axis]) / extent * _SAH_BINS),
+                        _SAH_BINS - 1)
+                if b <= split_bin:
+                    i += 1
+                else:
+                    order[i], order[j] = order[j], order[i]
+                    j -= 1
+            mid = i
+        else:
+            mid = (first + end) // 2
+            _select(order, centroid[axis], first, end, mid)
         left[node] = n_nodes
-        todo[n_todo, 0], todo[n_todo, 1], todo[n_todo, 2] = n_nodes, first, mid
-        todo[n_todo + 1, 0], todo[n_todo + 1, 1], todo[n_todo + 1, 2] = n_nodes + 1, mid, end
+        todo[n_todo, 0], todo[n_todo, 1], todo[n_todo, 2], todo[n_todo, 3] = n_nodes, first, mid, depth + 1
+        todo[n_todo + 1, 0], todo[n_todo + 1, 1], todo[n_todo + 1, 2], todo[n_todo + 1, 3] = \
+            n_nodes + 1, mid, end, depth + 1
         n_todo += 2
         n_nodes += 2
     return left[:n_nodes].copy(), start[:n_nodes].copy(), count[:n_nodes].copy(), order
@@ -212,7 +285,7 @@ def _fit_nodes(vertices, faces, left, start, count):
     tri = np.empty((n_tri, 3, 3))
     degenerate = np.empty(n_tri, np.bool_)
     half_cross = np.empty((n_tri, 3))
-    sphere = np.empty((n_tri, 4))
+    sphere = np.zeros((n_tri, 7))
     for t in range(n_tri):
         for corner in range(3):
             for a in range(3):
@@ -233,6 +306,9 @@ def _fit_nodes(vertices, faces, left, start, count):
         # zero area relative to edge length: Ericson's regions assume a proper triangle
         degenerate[t] = cx * cx + cy * cy + cz * cz <= (1e-10 * edge_sq) ** 2 + 1e-300
         half_cross[t, 0], half_cross[t, 1], half_cross[t, 2] = 0.5 * cx, 0.5 * cy, 0.5 * cz
+        if not degenerate[t]:
+            norm = math.sqrt(cx * cx + cy * cy + cz * cz)
+            sphere[t, 4], sphere[t, 5], sphere[t, 6] = cx / norm, cy / norm, cz / norm
     box_min = np.empty((n_nodes, 3))
     box_max = np.empty((n_nodes, 3))
     dipole = np.zeros((n_nodes, 3))
@@ -411,8 +487,14 @@ def _closest_sqdist(px, py, pz, tri, degenerate, sphere, box_min, box_max, left,
             for t in range(start[node], start[node] + count[node]):
                 sx, sy, sz = px - sphere[t, 0], py - sphere[t, 1], pz - sphere[t, 2]
                 reach = sphere[t, 3] + best_root
-                if sx * sx + sy * sy + sz * sz >= reach * reach:
+                s2 = sx * sx + sy * sy + sz * sz
+                if s2 >= reach * reach:
                     continue  # the triangle's ball lies farther than the best so far
+                # distance to the disk around the triangle in its plane: height and lateral gap
+                h = sx * sphere[t, 4] + sy * sphere[t, 5] + sz * sphere[t, 6]
+                gap = max(math.sqrt(max(s2 - h * h, 0.0)) - sphere[t, 3], 0.0)
+                if (h * h + gap * gap) * _DISK_SHRINK >= best:
+                    continue
                 d = triangle_sqdist(px, py, pz, tri, t, degenerate[t])
                 if d < best:
                     best = d
@@ -482,9 +564,10 @@ def query(points, tri, degenerate, sphere, box_min, box_max, left, start, count,
     """Unsigned distance and winding number of (N, 3) float64 points; unwanted outputs stay 0.
 
     Runs faster when nearby points are consecutive (see ``spatial_order``). On a ``closed``
-    mesh, when distances are wanted too, a point inside the empty ball of one of the last few
-    points (or with one of them inside its own) shares that point's winding number: the segment
-    between them meets no surface, and a closed mesh's winding number only changes across it.
+    mesh, when distances are wanted too, a point whose empty ball (radius: its distance to the
+    mesh) overlaps that of one of the last few points shares that point's winding number: the
+    segment between them lies in the two balls' union, so it meets no surface, and a closed
+    mesh's winding number only changes across the surface.
 
     Points go in fixed tasks of ``_POINTS_PER_TASK`` (results do not depend on the thread
     count), run by ``numba.get_num_threads()`` Python threads on a GIL-free kernel. Not numba's
@@ -545,8 +628,8 @@ def _query_tasks(task_lo, task_hi, points, tri, degenerate, sphere, box_min, box
                 if share:
                     for k in range(min(n_recent, _SHARE_RECENT)):
                         gap2 = (px - recent[k, 0]) ** 2 + (py - recent[k, 1]) ** 2 + (pz - recent[k, 2]) ** 2
-                        ball = _SHARE_SHRINK * max(dist, recent[k, 3])
-                        if gap2 < ball * ball:
+                        reach = _SHARE_SHRINK * (dist + recent[k, 3])
+                        if gap2 < reach * reach:
                             w = recent[k, 4]
                             found = True
                             break

@@ -72,7 +72,7 @@ def test_refit_rejects_other_meshes():
         tree.refit(vertices[:-1])
 
 
-def test_build_puts_every_triangle_in_one_leaf_and_splits_at_medians():
+def test_build_puts_every_triangle_in_one_leaf():
     vertices, faces = body(0.3)
     tree = sdf_numba.build_tree(vertices, faces)
     leaves = tree.left < 0
@@ -145,3 +145,42 @@ def test_tree_keeps_kinds_dtypes_and_empty_meshes():
     empty = CpuSdf.build(vertices, np.zeros((0, 3), np.int64))
     assert np.all(np.isinf(empty.signed_distance(points)))
     assert np.all(empty.refit(vertices).winding_number(points) == 0)
+
+
+def _depth(tree) -> int:
+    depth = np.zeros(len(tree.left), np.int64)
+    for node in range(len(tree.left)):  # children come after their parent
+        if tree.left[node] >= 0:
+            depth[tree.left[node]] = depth[tree.left[node] + 1] = depth[node] + 1
+    return int(depth.max())
+
+
+def test_depth_stays_bounded_on_a_geometric_strip():
+    """Triangles at spacings growing 20-fold: each one alone fills most of its parent's
+    centroid bins, so the surface-area heuristic peels one off per split; the median fallback
+    keeps the depth within its bound, and results stay exact."""
+    n = 120
+    x = 20.0 ** np.arange(n) * 1e-3
+    zero, eps = np.zeros(n), np.full(n, 1e-3)
+    vertices = np.concatenate([np.stack([x, zero, zero], 1), np.stack([x, eps, zero], 1),
+                               np.stack([x, zero, eps], 1)])
+    faces = np.stack([np.arange(n), np.arange(n) + n, np.arange(n) + 2 * n], 1)
+    tree = sdf_numba.build_tree(vertices, faces)
+    assert sdf_numba._SAH_MAX_DEPTH < _depth(tree) <= sdf_numba._SAH_MAX_DEPTH + int(np.log2(n)) + 1
+    points = np.random.default_rng(0).uniform(-0.1, 0.2, (300, 3))
+    with np.errstate(over="ignore"):  # the reference's solid angles of the 1e160 m triangles
+        reference = sdf.unsigned_distance(points, vertices, faces, backend="brute")
+    np.testing.assert_allclose(CpuSdf.build(vertices, faces).unsigned_distance(points), reference, rtol=0, atol=1e-12)
+
+
+def test_far_points_facing_a_smooth_patch_are_exact():
+    """Far points see hundreds of triangles at nearly their distance: the in-plane disk bound
+    prunes most of them and must never prune the closest one."""
+    mesh = trimesh.creation.icosphere(subdivisions=5, radius=0.15)  # 20,480 faces
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    rng = np.random.default_rng(5)
+    directions = rng.standard_normal((400, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    points = directions * rng.uniform(0.2, 1.5, (400, 1))
+    d = CpuSdf.build(vertices, faces).signed_distance(points)
+    np.testing.assert_allclose(d, sdf.signed_distance(points, vertices, faces, backend="brute"), rtol=0, atol=1e-12)
