@@ -278,7 +278,7 @@ def run_unit(unit, config: H3WBConfig, joints_fn: JointsFn | None = None) -> dic
     }
     atomic_write_json(work.h3wb_dir / f"manifest_{split}.json", manifest)
     update_manifest(work.h3wb_dir, split, manifest)
-    return {"split": split, **{k: v for k, v in manifest["counts"].items() if k != "files"}}
+    return {"split": split, **manifest["counts"]}  # "files": samples per file, for the summary
 
 
 def build_h3wb(work, config: H3WBConfig, joints_fn: JointsFn | None = None) -> dict:
