@@ -17,6 +17,7 @@ from pipeline.orchestration.commands import (
     body_model_option,
     build_selection_from,
     quiet_dask_logs,
+    quiet_native_libraries,
     register_stage_commands,
     selection_options,
     user_errors,
@@ -37,6 +38,8 @@ def main(verbose: int) -> None:
     """Human3.6M → SMPL-X pseudo-ground truth → NVF training shards."""
     level = logging.DEBUG if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not verbose:
+        quiet_native_libraries()
 
 
 # --- body model (fitting/synthetic_model.py) ---
@@ -148,6 +151,23 @@ def demo_data(out: Path, subjects: str, sequences: str, scale: float | None, mar
 
 
 register_stage_commands(main)
+
+
+
+@main.command()
+@click.option("--out", "work", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Work directory.")
+@user_errors
+def status(work: Path) -> None:
+    """One line per stage: done / stale / failed / missing / not run, with counts and the first
+    reasons. Exit 0: all up to date; 1: units failed; 3: stale or missing units, or a stage
+    not run (a rerun would do work); 2: usage error."""
+    from pipeline.orchestration.status import work_status
+    from pipeline.store import WorkDir
+
+    report = work_status(WorkDir(work))
+    click.echo(report.format())
+    raise SystemExit(report.exit_code)
 
 # --- fitting and audit (pipeline/stages/fit.py, pipeline/audit.py) ---
 

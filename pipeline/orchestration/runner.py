@@ -70,6 +70,8 @@ LOCAL_WORKER_ENV = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
+    "OPENCV_LOG_LEVEL": "ERROR",
+    "OPENCV_FFMPEG_LOGLEVEL": "8",
 }
 """Environment of local workers (one thread each), set before each worker process starts.
 
@@ -81,12 +83,19 @@ LOCAL_WORKER_ENV = {
 * ``NUMBA_NUM_THREADS`` (and the BLAS / OpenMP pools, torch's included): one per worker. Each
   worker process otherwise starts a pool as wide as the machine, and two workers on two cores
   oversubscribe them (measured: the SDF of a sample 39 -> 88 ms, its votes 2.4 -> 89 ms).
+* ``OPENCV_LOG_LEVEL``, ``OPENCV_FFMPEG_LOGLEVEL`` (8 = FFmpeg's AV_LOG_FATAL): no raw library
+  warnings ("moov atom not found", "can't open/read file"); the code checks every open and
+  read itself and reports a failure as one line naming the file (``QUIET_NATIVE_ENV``).
 
 glibc and numba read these once, at process start, so they must be in the environment the
 worker process is spawned with: distributed's ``LocalCluster(env=...)`` applies its variables
 only after the worker has started. ``worker_spawn_environment`` passes them through
 ``distributed.nanny.pre-spawn-environ`` instead. Variables already exported win (a user's
 ``NUMBA_NUM_THREADS=2`` stays)."""
+
+
+QUIET_NATIVE_ENV = {k: LOCAL_WORKER_ENV[k] for k in ("OPENCV_LOG_LEVEL", "OPENCV_FFMPEG_LOGLEVEL")}
+"""The part of LOCAL_WORKER_ENV the CLI process sets for itself too (before OpenCV loads)."""
 
 
 @contextlib.contextmanager
@@ -339,6 +348,10 @@ class StageReport:
             lines.append(f"  FAILED  {o.key:<{width}}  {o.reason}")
         return "\n".join(lines)
 
+    def format_results(self) -> list[str]:
+        """The stage's result lines (frames and errors, samples per split, ...)."""
+        return format_results(self.stage, self.results)
+
     def to_json(self) -> dict:
         return {
             "stage": self.stage,
@@ -443,6 +456,36 @@ def _satisfiable(need: Mapping[str, float] | None, offers: list[dict]) -> bool:
     return not need or any(all(o.get(k, 0) >= v for k, v in need.items()) for o in offers)
 
 
+def unit_statuses(stage: Stage, units: list[Unit], work: WorkDir, *, force: bool = False
+                  ) -> list[tuple[Unit, str, str, dict]]:
+    """(unit, status, config hash, input fingerprints) of each planned unit, in plan order.
+
+    status: "missing", "stale (why)", "forced" or "up to date" (``pipeline.store.unit_status``);
+    a unit that runs after one that reruns is stale too. Reads WORK, writes nothing.
+    """
+    keys = [u.key for u in units]
+    if len(set(keys)) != len(keys):
+        raise RuntimeError(f"stage {stage.name}: plan has duplicate unit keys")
+    fingerprints = FingerprintCache()
+    reruns: dict[str, bool] = {}
+    out = []
+    for unit in units:
+        unknown = [k for k in unit.after if k not in reruns]
+        if unknown:
+            raise RuntimeError(f"stage {stage.name}: unit {unit.key} runs after {unknown[0]}, "
+                               "which the plan does not list before it")
+        chash = unit_config_hash(stage, unit)
+        inputs = {role: fingerprints(path) for role, path in unit.inputs.items()}
+        status = unit_status(work, stage.name, unit.key, config_hash=chash, params=unit.params,
+                             inputs=inputs, outputs=list(unit.outputs), force=force)
+        rerun = [k for k in unit.after if reruns[k]]
+        if status == "up to date" and rerun:
+            status = f"stale (runs after {rerun[0]}, which reruns)"
+        reruns[unit.key] = status != "up to date"
+        out.append((unit, status, chash, inputs))
+    return out
+
+
 def run_stage(
     stage: Stage,
     config,
@@ -465,23 +508,9 @@ def run_stage(
     t0 = time.perf_counter()
     units = stage.plan(config, work)
     keys = [u.key for u in units]
-    if len(set(keys)) != len(keys):
-        raise RuntimeError(f"stage {stage.name}: plan has duplicate unit keys")
-    fingerprints = FingerprintCache()
     todo: list[tuple[Unit, str, str, dict]] = []
     outcomes: dict[str, UnitOutcome] = {}
-    for unit in units:
-        unknown = [k for k in unit.after if k not in outcomes]
-        if unknown:
-            raise RuntimeError(f"stage {stage.name}: unit {unit.key} runs after {unknown[0]}, "
-                               "which the plan does not list before it")
-        chash = unit_config_hash(stage, unit)
-        inputs = {role: fingerprints(path) for role, path in unit.inputs.items()}
-        status = unit_status(work, stage.name, unit.key, config_hash=chash, params=unit.params,
-                             inputs=inputs, outputs=list(unit.outputs), force=force)
-        rerun = [k for k in unit.after if outcomes[k].result in ("", "would run")]
-        if status == "up to date" and rerun:
-            status = f"stale (runs after {rerun[0]}, which reruns)"
+    for unit, status, chash, inputs in unit_statuses(stage, units, work, force=force):
         if status == "up to date":
             outcomes[unit.key] = UnitOutcome(unit.key, status, "would skip" if dry_run else "skipped")
         else:
