@@ -218,7 +218,7 @@ INTERRUPTED_EXIT = 130
 
 def interrupted_line(error: KeyboardInterrupt) -> str:
     """One line after Ctrl-C: which units of the interrupted stage finished, and how to resume."""
-    report = getattr(error, "report", None)
+    report = error.settle() if hasattr(error, "settle") else None
     if report is None:
         return "interrupted; finished units are kept: rerun the same command to resume"
     kept = [o.key for o in report.outcomes if o.result == "done"]

@@ -505,7 +505,7 @@ def run_stage(
     code (failing units never stop the others); it is accepted here for symmetry and recorded
     in run.json. The caller holds the work dir's lock.
     """
-    t0 = time.perf_counter()
+    t0, started_at = time.perf_counter(), time.time()
     units = stage.plan(config, work)
     keys = [u.key for u in units]
     todo: list[tuple[Unit, str, str, dict]] = []
@@ -535,7 +535,7 @@ def run_stage(
         for o in report.outcomes:
             o.result = o.result or "interrupted"
         report.seconds = time.perf_counter() - t0
-        raise StageInterrupted(report) from None
+        raise StageInterrupted(report, work, started_at) from None
     if stage.finalize is not None and not report.failed:
         stage.finalize(config, work, units)
     report.results = stage_results(report, units, work)
@@ -550,9 +550,20 @@ class StageInterrupted(KeyboardInterrupt):
     """Ctrl-C during a stage's units; ``report`` holds what finished (results "done"/"failed")
     and what did not (result "interrupted")."""
 
-    def __init__(self, report: StageReport) -> None:
+    def __init__(self, report: StageReport, work: WorkDir, started_at: float) -> None:
         super().__init__(report.stage)
-        self.report = report
+        self.report, self.work, self.started_at = report, work, started_at
+
+    def settle(self) -> StageReport:
+        """Call after the cluster is closed: units that finished after the client stopped
+        listening (their worker was still busy) wrote a done-record since ``started_at``; they
+        count as done (a rerun skips them)."""
+        for o in self.report.interrupted:
+            path = self.work.done_record(self.report.stage, o.key)
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime >= self.started_at and read_done_record(self.work, self.report.stage, o.key):
+                    o.result = "done"
+        return self.report
 
 
 POLL_S = 0.1
