@@ -182,18 +182,27 @@ def status(work: Path) -> None:
               help="Points per checked sample whose SDF is recomputed in float64.")
 @body_model_option
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--allow-skipped", is_flag=True,
+              help="A check that cannot run (no source frame for the crop check) does not fail (still listed).")
 @user_errors
-def validate(shards: Path, samples: int, points: int, body_model: str, seed: int) -> None:
-    """Check shards (WORK/shards or one split folder) independently of the writer."""
-    from pipeline.checks.validate import ValidateConfig, validate_shards
+def validate(shards: Path, samples: int, points: int, body_model: str, seed: int, allow_skipped: bool) -> None:
+    """Check shards (WORK/shards or one split folder) independently of the writer; a check that
+    cannot run is listed as NOT RUN and fails unless --allow-skipped."""
+    from pipeline.checks.validate import ValidateConfig, validate_report
 
-    config = ValidateConfig(samples=samples, points=points, body_model=body_model, seed=seed)
-    checked, problems = validate_shards(shards, config)
-    for p in problems:
+    config = ValidateConfig(samples=samples, points=points, body_model=body_model, seed=seed,
+                            allow_skipped=allow_skipped)
+    report = validate_report(shards, config)
+    for p in report.problems:
         click.echo(p, err=True)
-    if problems:
+    for line in report.not_run:
+        click.echo(f"NOT RUN: {line}", err=True)
+    if report.problems or (report.not_run and not allow_skipped):
+        if report.not_run and not allow_skipped:
+            click.echo(f"{len(report.not_run)} checks not run (pass --allow-skipped to accept)", err=True)
         raise SystemExit(1)
-    click.echo(f"OK: {shards}: checksums and schema of every shard, contents of {checked} samples")
+    skipped = f"; {len(report.not_run)} checks not run (allowed)" if report.not_run else ""
+    click.echo(f"OK: {shards}: checksums and schema of every shard, contents of {report.checked} samples{skipped}")
 
 
 @main.command()

@@ -213,7 +213,9 @@ def close_client(client) -> None:
     print a traceback after them.
     """
     cluster = getattr(client, "_h36m_nvf_cluster", None)
-    with sigint_ignored():  # a second Ctrl-C must not leave worker processes behind
+    with sigint_ignored(), quiet_logger("distributed.nanny"):  # a second Ctrl-C must not
+        # leave worker processes behind; "Worker process still alive after 4 s, killing" is how
+        # a busy worker (an interrupted unit) ends, not news for the user
         for close in (client.close, *((cluster.close,) if cluster is not None else ())):
             try:
                 close()
@@ -243,6 +245,19 @@ def dashboard_line(client) -> str:
 
 def announce_on_stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str) -> Iterator[None]:
+    """Within: logger ``name`` shows only errors (unless -v, i.e. debug logging)."""
+    logger = logging.getLogger(name)
+    saved = logger.level
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(saved)
 
 
 class LazyClient:
