@@ -215,10 +215,13 @@ def validate(shards: Path, samples: int, points: int, body_model: str, seed: int
               help="Synthetic release (or its groundtruth/) to measure PVE against (default: the extracted one's).")
 @click.option("--intersection-stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Self-intersection depth on every N-th fitted frame.")
+@click.option("--wait", is_flag=True, help="Wait for a run holding WORK to finish instead of refusing.")
 @user_errors
 def audit(work: Path, body_model: str, worst: int, camera: str | None, groundtruth: Path | None,
-          intersection_stride: int) -> None:
-    """Write the fit-quality report WORK/audit/index.html (+ summary.json, plots, overlays)."""
+          intersection_stride: int, wait: bool) -> None:
+    """Write the fit-quality report WORK/audit/index.html (+ summary.json, plots, overlays).
+
+    Takes the read side of WORK's lock: never reads fits that a run is rewriting."""
     import json
 
     from fitting.bodymodel import resolve_body_model
@@ -226,8 +229,11 @@ def audit(work: Path, body_model: str, worst: int, camera: str | None, groundtru
     from pipeline.store import WorkDir
 
     wd = WorkDir(work)
+    if not wd.root.is_dir():
+        raise click.UsageError(f"--out {work}: no such work directory")
     config = AuditConfig(body_model, worst, camera, groundtruth=groundtruth, intersection_stride=intersection_stride)
-    index = write_audit(wd, config, resolve_body_model(body_model, wd.root))
+    with wd.lock(wait=wait, shared=True):
+        index = write_audit(wd, config, resolve_body_model(body_model, wd.root))
     for line in audit_headline(json.loads((index.parent / "summary.json").read_text())):
         click.echo(line)
     click.echo(index)
@@ -239,23 +245,21 @@ def audit(work: Path, body_model: str, worst: int, camera: str | None, groundtru
 @click.option("--frame", type=click.IntRange(min=0), required=True, help="0-based mocap frame.")
 @click.option("--camera", required=True, help="Camera id, e.g. 54138969.")
 @click.option("--out", "work", required=True, type=click.Path(path_type=Path), help="Work directory.")
-@click.option("-o", "output", required=True, type=click.Path(path_type=Path), help="PNG to write.")
+@click.option("-o", "output", required=True, type=click.Path(path_type=Path),
+              help="Image to write; the format follows the suffix (.png, .jpg, .jpeg).")
 @body_model_option
 @user_errors
 def show_fit(subject: str, sequence: str, frame: int, camera: str, work: Path, output: Path, body_model: str) -> None:
-    """Draw one fitted frame (mesh, fitted and mocap joints) onto its extracted image."""
-    import cv2
-
+    """Draw one fitted frame (mesh, fitted joints green, mocap joints red) onto its extracted image."""
     from fitting.bodymodel import resolve_body_model
-    from pipeline.checks.audit import describe_frame
-    from pipeline.checks.overlays import render_fit_overlay
-    from pipeline.store import WorkDir, atomic_write_bytes
+    from pipeline.checks.show_fit import show_fit as draw
+    from pipeline.store import WorkDir
 
     wd = WorkDir(work)
-    model_path = resolve_body_model(body_model, wd.root)
-    image = render_fit_overlay(wd, model_path, subject, sequence.replace(" ", "_"), frame, camera)
-    atomic_write_bytes(output, cv2.imencode(".png", image)[1].tobytes())
-    click.echo(describe_frame(wd, model_path, subject, sequence.replace(" ", "_"), frame))
+    if not wd.root.is_dir():
+        raise click.UsageError(f"--out {work}: no such work directory")
+    click.echo(draw(wd, resolve_body_model(body_model, wd.root), subject, sequence.replace(" ", "_"),
+                    frame, camera, output))
     click.echo(output)
 
 # --- H3WB (pipeline/stages/h3wb.py) ---
