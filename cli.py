@@ -342,21 +342,24 @@ def train(shards, run_dir, preset, config_file, epochs, batch_size, lr, points, 
 @click.option("--batch-size", type=click.IntRange(min=1))
 @click.option("--device", help="cpu, cuda, cuda:N or auto (default auto).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--force", is_flag=True,
+              help="Evaluate on shards whose schema, crop, points or sampler differ from the training shards'.")
 @user_errors
-def evaluate(run_dir, shards, query, batch_size, device, progress) -> None:
+def evaluate(run_dir, shards, query, batch_size, device, progress, force) -> None:
     """MPJPE and PA-MPJPE (mm, root-relative) per action and joint, beside the zero, mean-pose and
-    oracle baselines and the decoder's diagnostics; writes RUN/eval_<split>.json."""
+    oracle baselines and the decoder's diagnostics; writes RUN/eval_<split>_<shards hash>.json.
+    Refuses shards unlike the training shards unless --force."""
     from nvf.evaluate import evaluate as run_evaluation
-    from nvf.evaluate import format_baselines
+    from nvf.evaluate import evaluation_path, format_baselines
     from nvf.metrics import format_table
 
     report = run_evaluation(run_dir, shards, device=device, batch_size=batch_size, query=query,
-                            progress=progress)
+                            progress=progress, force=force)
     click.echo(format_table(report))
     click.echo(format_baselines(report))
     if "sdf_l1_near_mm" in report:
         click.echo(f"SDF L1 near the surface: {report['sdf_l1_near_mm']:.1f} mm")
-    click.echo(f"written {run_dir / ('eval_' + shards.name + '.json')}")
+    click.echo(f"written {evaluation_path(run_dir, shards, query)}")
 
 
 # --- demo and spot-check ---

@@ -5,7 +5,7 @@ split's pose statistics, for the mean-pose baseline), ``checkpoint.pt`` (model, 
 epochs done, the same statistics; written atomically, readable with ``weights_only=True``:
 tensors, numbers, strings, lists and dicts only, no pickled objects), ``metrics.csv`` (one
 row per epoch: losses, lr, samples/s), ``loss_curve.png`` and, after evaluation,
-``eval_<split>.json``.
+``eval_<split>_<shards hash>.json`` (nvf.evaluate.evaluation_path).
 """
 
 from __future__ import annotations

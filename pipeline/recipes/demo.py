@@ -126,6 +126,7 @@ def ensure_training(work: WorkDir, train_dir: Path, config: DemoConfig, echo) ->
 
 def run_demo(work_dir: Path, config: DemoConfig = DemoConfig(), echo=print) -> dict:
     """Run everything; returns the summary printed at the end."""
+    from nvf.evaluate import evaluation_path
     from nvf.train import evaluate
     from pipeline.checks.audit import read_fits, summarize
     from pipeline.orchestration.api import run_stages
@@ -166,7 +167,7 @@ def run_demo(work_dir: Path, config: DemoConfig = DemoConfig(), echo=print) -> d
     test_dir = work.shards_dir(f"{config.split}-test")
     run = ensure_training(work, train_dir, config, echo)
     lap("train")
-    report = run / f"eval_{test_dir.name}.json"
+    report = evaluation_path(run, test_dir)
     if _newer_than(report, [run / "checkpoint.pt", test_dir / "index.json"]) and \
             "baselines" in json.loads(report.read_text()):
         echo(f"evaluate: up to date ({report})")
