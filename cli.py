@@ -359,6 +359,8 @@ def evaluate(run_dir, shards, query, batch_size, device, progress, force) -> Non
     click.echo(format_baselines(report))
     if "sdf_l1_near_mm" in report:
         click.echo(f"SDF L1 near the surface: {report['sdf_l1_near_mm']:.1f} mm")
+    if report["shards_check"] != "passed":
+        click.echo(f"shards check {report['shards_check']}", err=True)
     click.echo(f"written {evaluation_path(run_dir, shards, query)}")
 
 

@@ -112,25 +112,31 @@ def evaluation_path(run_dir, shards_dir, query: str = "stored") -> Path:
     return Path(run_dir) / f"eval_{shards_dir.name}_{shards_hash(read_index(shards_dir))}{suffix}.json"
 
 
-def shard_mismatch(trained: dict | None, index: dict) -> list[str]:
+NOT_RECORDED = "not run: the run did not record its training shards' config (trained before this check)"
+"""``report["shards_check"]`` of a run trained before the shards were recorded."""
+
+
+def shard_mismatch(trained: dict, index: dict) -> list[str]:
     """"key old → new" for each schema / config value in which the split differs from the
-    training shards (``trained``: ``train_stats["shards"]``); ["not recorded"] when unknown."""
-    if not trained:
-        return ["the run did not record its training shards' config (trained before this check)"]
+    training shards (``trained``: ``train_stats["shards"]``)."""
     old = {"schema_version": trained.get("schema_version"), **(trained.get("config") or {})}
     new = {"schema_version": index.get("schema_version"), **(index.get("config") or {})}
     return [f"{k} {old.get(k)!r} → {new.get(k)!r}" for k in sorted(set(old) | set(new))
             if old.get(k) != new.get(k)]
 
 
-def check_shards(run_dir, shards_dir, stats: dict, force: bool) -> None:
-    """NVFError naming the differences unless the split's shards match the training shards."""
+def check_shards(run_dir, shards_dir, stats: dict, force: bool) -> str:
+    """NVFError naming the differences unless the split's shards match the training shards;
+    else the check's outcome for the report ("passed", "forced: …" or ``NOT_RECORDED``)."""
     from sampling.shards import read_index
 
-    differences = shard_mismatch(stats.get("shards"), read_index(shards_dir))
+    if not stats.get("shards"):
+        return NOT_RECORDED
+    differences = shard_mismatch(stats["shards"], read_index(shards_dir))
     if differences and not force:
         raise NVFError(f"{shards_dir}: not like the shards {run_dir} was trained on: "
                        f"{'; '.join(differences)} (pass --force to evaluate anyway)")
+    return f"forced: {'; '.join(differences)}" if differences else "passed"
 
 
 def evaluate(run_dir, shards_dir, device: str | None = None, batch_size: int | None = None,
@@ -146,7 +152,7 @@ def evaluate(run_dir, shards_dir, device: str | None = None, batch_size: int | N
     dev = resolve_device(device or "auto")
     model, config, ckpt = load_model(run_dir, dev)
     stats = ckpt["train_stats"]
-    check_shards(run_dir, shards_dir, stats, force)
+    shards_check = check_shards(run_dir, shards_dir, stats, force)
     dataset = shard_dataset(shards_dir, None, config.seed)
     if list(dataset.joint_names) != list(ckpt["joint_names"]):
         raise NVFError(f"{shards_dir}: joint set differs from the one {run_dir} was trained on")
@@ -169,7 +175,8 @@ def evaluate(run_dir, shards_dir, device: str | None = None, batch_size: int | N
     dataset.close()
     pred, gt = np.concatenate(preds), np.concatenate(gts)
     report = pose_report(pred, gt, sequences, dataset.joint_names)
-    report = {"split": shards_dir.name, "run": str(run_dir), "query": query, **report}
+    report = {"split": shards_dir.name, "run": str(run_dir), "query": query, "shards_check": shards_check,
+              **report}
     report["baselines"] = {
         "zero": _scores(zero_pose(gt), gt),
         "mean_pose": {**_scores(mean_pose(gt, stats), gt), "from": f"{stats['split']} ({stats['samples']} samples)"},
