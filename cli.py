@@ -125,10 +125,15 @@ MISMATCHED_MARKER_NOISE_MM = 5.0
 @click.option("--model-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Work dir whose bodymodel/ keeps the generated body model (e.g. the "
                    "pipeline's --out); default: a temporary folder.")
+@click.option("--force", is_flag=True, help="Overwrite the release (or other files) already in OUT.")
 @user_errors
 def demo_data(out: Path, subjects: str, sequences: str, scale: float | None, marker_noise_mm: float | None,
-              **kwargs) -> None:
-    """Write a synthetic Human3.6M release with known ground truth into OUT."""
+              force: bool, **kwargs) -> None:
+    """Write a synthetic Human3.6M release with known ground truth into OUT (refuses a folder
+    that is not empty unless --force)."""
+    if not force and out.is_dir() and any(out.iterdir()):
+        what = "a release (metadata.xml)" if (out / "metadata.xml").exists() else "files"
+        raise click.UsageError(f"{out}: already holds {what}; pass --force to overwrite, or choose an empty folder")
     if marker_noise_mm is None:
         marker_noise_mm = MISMATCHED_MARKER_NOISE_MM if kwargs["mocap_skeleton"] == "mismatched" else 0.0
     from pipeline.synthetic.release import (
