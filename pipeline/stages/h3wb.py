@@ -302,6 +302,10 @@ STAGE = Stage(
     plan=plan,
     run_unit=run_unit,
     default_stride=1,
+    stride_help=("--stride N takes every N-th of the fitted frames that have an extracted image in "
+                 "every camera (default 1: all of them). Images exist only where extract kept them: "
+                 "with extract's default stride 5, --stride 1 gives every 5th mocap frame and "
+                 "--stride 2 every 10th. The manifest counts frames with images and after the stride."),
     options=(
         StageOption("train", str, "Training subjects, comma-separated (H3WB: S1,S5,S6,S7)."),
         StageOption("test", str, "Test subjects, comma-separated (H3WB: S8)."),

@@ -573,3 +573,22 @@ def test_cli_h3wb_stage_with_smplx(tmp_path):
                                  (112, "right_wrist"), (20, "right_big_toe"), (132, "right_pinky")):
             expect = np.array(cam["R"]) @ joints[JOINT_NAMES.index(smplx_name)] * 1000
             assert np.allclose([got[str(coco)][a] for a in "xyz"], expect, atol=0.05), (coco, smplx_name)
+
+
+def test_stride_help_and_behaviour_agree():
+    """--stride counts frames that have images (help says so); here images every 5th frame,
+    --stride 2: every 10th mocap frame."""
+    from types import SimpleNamespace
+
+    from cli import main
+    from pipeline.stages.h3wb import STAGE, select_frames
+
+    result = CliRunner().invoke(main, ["h3wb", "--help"])
+    assert "every N-th of the fitted frames that have an extracted image" in " ".join(result.output.split())
+    fit = SimpleNamespace(frame_index=np.arange(40), mpjpe_mm=np.zeros(40))
+    cameras = [SimpleNamespace(id="54138969")]
+    images = {f"S1_Walking_1.54138969_{f + 1:06d}.jpg" for f in range(0, 40, 5)}
+    rows, counts = select_frames(fit, cameras, images, "S1", "Walking_1", Selection(stride=2), 50.0)
+    assert fit.frame_index[rows].tolist() == [0, 10, 20, 30]
+    assert counts["with_images"] == 8 and counts["strided"] == 4
+    assert STAGE.default_stride == 1
