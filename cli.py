@@ -277,15 +277,18 @@ def show_fit(subject: str, sequence: str, frame: int, camera: str, work: Path, o
               help="Ground truth, e.g. WORK/h3wb/2Dto3D_test_3d.json.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Also write the metrics to this JSON file.")
+@click.option("--pred-units", type=click.Choice(["auto", "mm", "m"]), default="auto", show_default=True,
+              help="Unit of the predictions; auto: millimetres, and predictions that look like metres "
+                   "are an error (pass m to convert them).")
 @user_errors
-def h3wb_eval_command(pred, gt, json_out):
+def h3wb_eval_command(pred, gt, json_out, pred_units):
     """H3WB MPJPE (mm): whole body, body, face (nose-aligned), hands (root-aligned)."""
     from pathlib import Path
 
     from pipeline.h3wb.metrics import evaluate_files, format_metrics_table
     from pipeline.store import atomic_write_json
 
-    result = evaluate_files(Path(pred), Path(gt))
+    result = evaluate_files(Path(pred), Path(gt), pred_units=pred_units)
     click.echo(format_metrics_table(result))
     if json_out is not None:
         atomic_write_json(json_out, result)
