@@ -213,9 +213,10 @@ def close_client(client) -> None:
     print a traceback after them.
     """
     cluster = getattr(client, "_h36m_nvf_cluster", None)
-    with sigint_ignored(), quiet_logger("distributed.nanny"):  # a second Ctrl-C must not
+    with sigint_ignored(), quiet_loggers(*SHUTDOWN_LOGGERS):  # a second Ctrl-C must not
         # leave worker processes behind; "Worker process still alive after 4 s, killing" is how
-        # a busy worker (an interrupted unit) ends, not news for the user
+        # a busy worker (an interrupted unit) ends, and a comm closed under a heartbeat is a
+        # shutdown race: neither is news for the user, and their tracebacks least of all
         for close in (client.close, *((cluster.close,) if cluster is not None else ())):
             try:
                 close()
@@ -247,17 +248,23 @@ def announce_on_stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+SHUTDOWN_LOGGERS = ("distributed", "asyncio", "tornado")
+"""Loggers that only show errors while a cluster shuts down (unless -v)."""
+
+
 @contextlib.contextmanager
-def quiet_logger(name: str) -> Iterator[None]:
-    """Within: logger ``name`` shows only errors (unless -v, i.e. debug logging)."""
-    logger = logging.getLogger(name)
-    saved = logger.level
+def quiet_loggers(*names: str) -> Iterator[None]:
+    """Within: the loggers ``names`` show only critical errors (unless -v, i.e. debug logging)."""
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [lg.level for lg in loggers]
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
-        logger.setLevel(logging.ERROR)
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        logger.setLevel(saved)
+        for lg, level in zip(loggers, saved, strict=True):
+            lg.setLevel(level)
 
 
 class LazyClient:
