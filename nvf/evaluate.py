@@ -15,6 +15,7 @@ split's shard checksums, so an evaluation on other shards never overwrites this 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -158,7 +159,7 @@ def evaluate(run_dir, shards_dir, device: str | None = None, batch_size: int | N
         raise NVFError(f"{shards_dir}: joint set differs from the one {run_dir} was trained on")
     loader = make_loader(dataset, batch_size or config.batch_size, False, config.num_workers, config.seed, 0)
     preds, gts, oracle, sequences, sdf_err, diags, oracle_diags = [], [], [], [], [], [], []
-    for batch in tqdm(loader, disable=not progress, desc="evaluate", unit="batch"):
+    for batch in tqdm(loader, disable=not (progress and sys.stderr.isatty()), desc="evaluate", unit="batch"):
         batch = to_device(batch, dev)
         diag, points, sdf = predict(model, batch, config, dataset.radius, query)
         diags.append(diag)

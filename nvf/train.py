@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -212,7 +213,7 @@ def train(shards_dir, run_dir, config: TrainConfig, resume: bool = False, progre
             "radius": dataset.radius, "train_stats": stats,
         }, ckpt_path)
 
-    bar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step", desc="train")
+    bar = tqdm(total=total_steps, initial=step, disable=not (progress and sys.stderr.isatty()), unit="step", desc="train")
     for epoch in range(start_epoch, config.epochs):
         model.train()
         loader = make_loader(dataset, config.batch_size, True, config.num_workers, config.seed, epoch)
