@@ -389,7 +389,13 @@ def demo(work: Path, epochs: int, workers: int | None, scheduler: str | None, no
 
     config = DemoConfig(epochs=epochs, workers=workers, scheduler=scheduler, progress=not no_progress)
     quiet_dask_logs()
-    summary = run_demo(work, config, echo=click.echo)
+    try:
+        summary = run_demo(work, config, echo=click.echo)
+    except KeyboardInterrupt as e:
+        from pipeline.orchestration.commands import INTERRUPTED_EXIT, interrupted_line
+
+        click.echo(interrupted_line(e).replace("the same command", "the demo"), err=True)
+        raise SystemExit(INTERRUPTED_EXIT) from None
     click.echo(format_summary(summary))
 
 
