@@ -297,6 +297,18 @@ def h3wb_eval_command(pred, gt, json_out, pred_units):
 # --- NVF trainer (nvf/) ---
 
 
+def _device_name(ctx, param, value):
+    """click callback: an unknown --device is a usage error (CUDA missing stays a run error)."""
+    from common.device import DeviceError, check_device_name
+
+    if value is None:
+        return None
+    try:
+        return check_device_name(value)
+    except DeviceError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 @main.command()
 @click.option("--shards", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Training split folder, e.g. WORK/shards/train.")
@@ -312,7 +324,7 @@ def h3wb_eval_command(pred, gt, json_out, pred_units):
 @click.option("--points", type=click.IntRange(min=1), help="Stored points drawn per sample and step.")
 @click.option("--workers", type=click.IntRange(min=0), help="DataLoader worker processes.")
 @click.option("--seed", type=int)
-@click.option("--device", help="cpu, cuda, cuda:N or auto.")
+@click.option("--device", callback=_device_name, help="cpu, cuda, cuda:N or auto.")
 @click.option("--resume", is_flag=True, help="Continue RUN from its checkpoint.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @user_errors
@@ -348,7 +360,7 @@ def train(shards, run_dir, preset, config_file, epochs, batch_size, lr, points, 
 @click.option("--query", type=click.Choice(["stored", "grid"]), default="stored", show_default=True,
               help="Query points: the shard's stored points or a grid in the crop frustum.")
 @click.option("--batch-size", type=click.IntRange(min=1))
-@click.option("--device", help="cpu, cuda, cuda:N or auto (default auto).")
+@click.option("--device", callback=_device_name, help="cpu, cuda, cuda:N or auto (default auto).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--force", is_flag=True,
               help="Evaluate on shards whose schema, crop, points or sampler differ from the training shards'.")

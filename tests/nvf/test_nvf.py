@@ -226,3 +226,10 @@ def test_evaluate_refuses_unlike_shards_and_never_overwrites_another_evaluation(
     assert first != second and first.name.startswith("eval_train_") and second.name.startswith("eval_train_")
     assert json.loads(first.read_text())["samples"] == 3 and json.loads(second.read_text())["samples"] == 2
     assert str(first) in same.output
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_unknown_device_is_a_usage_error(tmp_path, command):
+    args = ["--shards", str(tmp_path), "--run", str(tmp_path), "--device", "gpu"]
+    result = CliRunner().invoke(main, [command, *args])
+    assert result.exit_code == 2 and "unknown device 'gpu'" in result.output and "Traceback" not in result.output
