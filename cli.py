@@ -17,6 +17,7 @@ from pipeline.orchestration.commands import (
     body_model_option,
     build_selection_from,
     quiet_dask_logs,
+    quiet_native_libraries,
     register_stage_commands,
     selection_options,
     user_errors,
@@ -37,6 +38,8 @@ def main(verbose: int) -> None:
     """Human3.6M → SMPL-X pseudo-ground truth → NVF training shards."""
     level = logging.DEBUG if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not verbose:
+        quiet_native_libraries()
 
 
 # --- body model (fitting/synthetic_model.py) ---
@@ -122,10 +125,15 @@ MISMATCHED_MARKER_NOISE_MM = 5.0
 @click.option("--model-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Work dir whose bodymodel/ keeps the generated body model (e.g. the "
                    "pipeline's --out); default: a temporary folder.")
+@click.option("--force", is_flag=True, help="Overwrite the release (or other files) already in OUT.")
 @user_errors
 def demo_data(out: Path, subjects: str, sequences: str, scale: float | None, marker_noise_mm: float | None,
-              **kwargs) -> None:
-    """Write a synthetic Human3.6M release with known ground truth into OUT."""
+              force: bool, **kwargs) -> None:
+    """Write a synthetic Human3.6M release with known ground truth into OUT (refuses a folder
+    that is not empty unless --force)."""
+    if not force and out.is_dir() and any(out.iterdir()):
+        what = "a release (metadata.xml)" if (out / "metadata.xml").exists() else "files"
+        raise click.UsageError(f"{out}: already holds {what}; pass --force to overwrite, or choose an empty folder")
     if marker_noise_mm is None:
         marker_noise_mm = MISMATCHED_MARKER_NOISE_MM if kwargs["mocap_skeleton"] == "mismatched" else 0.0
     from pipeline.synthetic.release import (
@@ -149,6 +157,23 @@ def demo_data(out: Path, subjects: str, sequences: str, scale: float | None, mar
 
 register_stage_commands(main)
 
+
+
+@main.command()
+@click.option("--out", "work", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Work directory.")
+@user_errors
+def status(work: Path) -> None:
+    """One line per stage: done / stale / failed / missing / not run, with counts and the first
+    reasons. Exit 0: all up to date; 1: units failed; 3: stale or missing units, or a stage
+    not run (a rerun would do work); 2: usage error."""
+    from pipeline.orchestration.status import work_status
+    from pipeline.store import WorkDir
+
+    report = work_status(WorkDir(work))
+    click.echo(report.format())
+    raise SystemExit(report.exit_code)
+
 # --- fitting and audit (pipeline/stages/fit.py, pipeline/audit.py) ---
 
 # --- sampling and validation (pipeline/stages/sample.py, sampling/) ---
@@ -162,18 +187,27 @@ register_stage_commands(main)
               help="Points per checked sample whose SDF is recomputed in float64.")
 @body_model_option
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--allow-skipped", is_flag=True,
+              help="A check that cannot run (no source frame for the crop check) does not fail (still listed).")
 @user_errors
-def validate(shards: Path, samples: int, points: int, body_model: str, seed: int) -> None:
-    """Check shards (WORK/shards or one split folder) independently of the writer."""
-    from pipeline.checks.validate import ValidateConfig, validate_shards
+def validate(shards: Path, samples: int, points: int, body_model: str, seed: int, allow_skipped: bool) -> None:
+    """Check shards (WORK/shards or one split folder) independently of the writer; a check that
+    cannot run is listed as NOT RUN and fails unless --allow-skipped."""
+    from pipeline.checks.validate import ValidateConfig, validate_report
 
-    config = ValidateConfig(samples=samples, points=points, body_model=body_model, seed=seed)
-    checked, problems = validate_shards(shards, config)
-    for p in problems:
+    config = ValidateConfig(samples=samples, points=points, body_model=body_model, seed=seed,
+                            allow_skipped=allow_skipped)
+    report = validate_report(shards, config)
+    for p in report.problems:
         click.echo(p, err=True)
-    if problems:
+    for line in report.not_run:
+        click.echo(f"NOT RUN: {line}", err=True)
+    if report.problems or (report.not_run and not allow_skipped):
+        if report.not_run and not allow_skipped:
+            click.echo(f"{len(report.not_run)} checks not run (pass --allow-skipped to accept)", err=True)
         raise SystemExit(1)
-    click.echo(f"OK: {shards}: checksums and schema of every shard, contents of {checked} samples")
+    skipped = f"; {len(report.not_run)} checks not run (allowed)" if report.not_run else ""
+    click.echo(f"OK: {shards}: checksums and schema of every shard, contents of {report.checked} samples{skipped}")
 
 
 @main.command()
@@ -186,10 +220,13 @@ def validate(shards: Path, samples: int, points: int, body_model: str, seed: int
               help="Synthetic release (or its groundtruth/) to measure PVE against (default: the extracted one's).")
 @click.option("--intersection-stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Self-intersection depth on every N-th fitted frame.")
+@click.option("--wait", is_flag=True, help="Wait for a run holding WORK to finish instead of refusing.")
 @user_errors
 def audit(work: Path, body_model: str, worst: int, camera: str | None, groundtruth: Path | None,
-          intersection_stride: int) -> None:
-    """Write the fit-quality report WORK/audit/index.html (+ summary.json, plots, overlays)."""
+          intersection_stride: int, wait: bool) -> None:
+    """Write the fit-quality report WORK/audit/index.html (+ summary.json, plots, overlays).
+
+    Takes the read side of WORK's lock: never reads fits that a run is rewriting."""
     import json
 
     from fitting.bodymodel import resolve_body_model
@@ -197,8 +234,11 @@ def audit(work: Path, body_model: str, worst: int, camera: str | None, groundtru
     from pipeline.store import WorkDir
 
     wd = WorkDir(work)
+    if not wd.root.is_dir():
+        raise click.UsageError(f"--out {work}: no such work directory")
     config = AuditConfig(body_model, worst, camera, groundtruth=groundtruth, intersection_stride=intersection_stride)
-    index = write_audit(wd, config, resolve_body_model(body_model, wd.root))
+    with wd.lock(wait=wait, shared=True):
+        index = write_audit(wd, config, resolve_body_model(body_model, wd.root))
     for line in audit_headline(json.loads((index.parent / "summary.json").read_text())):
         click.echo(line)
     click.echo(index)
@@ -210,23 +250,21 @@ def audit(work: Path, body_model: str, worst: int, camera: str | None, groundtru
 @click.option("--frame", type=click.IntRange(min=0), required=True, help="0-based mocap frame.")
 @click.option("--camera", required=True, help="Camera id, e.g. 54138969.")
 @click.option("--out", "work", required=True, type=click.Path(path_type=Path), help="Work directory.")
-@click.option("-o", "output", required=True, type=click.Path(path_type=Path), help="PNG to write.")
+@click.option("-o", "output", required=True, type=click.Path(path_type=Path),
+              help="Image to write; the format follows the suffix (.png, .jpg, .jpeg).")
 @body_model_option
 @user_errors
 def show_fit(subject: str, sequence: str, frame: int, camera: str, work: Path, output: Path, body_model: str) -> None:
-    """Draw one fitted frame (mesh, fitted and mocap joints) onto its extracted image."""
-    import cv2
-
+    """Draw one fitted frame (mesh, fitted joints green, mocap joints red) onto its extracted image."""
     from fitting.bodymodel import resolve_body_model
-    from pipeline.checks.audit import describe_frame
-    from pipeline.checks.overlays import render_fit_overlay
-    from pipeline.store import WorkDir, atomic_write_bytes
+    from pipeline.checks.show_fit import show_fit as draw
+    from pipeline.store import WorkDir
 
     wd = WorkDir(work)
-    model_path = resolve_body_model(body_model, wd.root)
-    image = render_fit_overlay(wd, model_path, subject, sequence.replace(" ", "_"), frame, camera)
-    atomic_write_bytes(output, cv2.imencode(".png", image)[1].tobytes())
-    click.echo(describe_frame(wd, model_path, subject, sequence.replace(" ", "_"), frame))
+    if not wd.root.is_dir():
+        raise click.UsageError(f"--out {work}: no such work directory")
+    click.echo(draw(wd, resolve_body_model(body_model, wd.root), subject, sequence.replace(" ", "_"),
+                    frame, camera, output))
     click.echo(output)
 
 # --- H3WB (pipeline/stages/h3wb.py) ---
@@ -239,21 +277,36 @@ def show_fit(subject: str, sequence: str, frame: int, camera: str, work: Path, o
               help="Ground truth, e.g. WORK/h3wb/2Dto3D_test_3d.json.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Also write the metrics to this JSON file.")
+@click.option("--pred-units", type=click.Choice(["auto", "mm", "m"]), default="auto", show_default=True,
+              help="Unit of the predictions; auto: millimetres, and predictions that look like metres "
+                   "are an error (pass m to convert them).")
 @user_errors
-def h3wb_eval_command(pred, gt, json_out):
+def h3wb_eval_command(pred, gt, json_out, pred_units):
     """H3WB MPJPE (mm): whole body, body, face (nose-aligned), hands (root-aligned)."""
     from pathlib import Path
 
     from pipeline.h3wb.metrics import evaluate_files, format_metrics_table
     from pipeline.store import atomic_write_json
 
-    result = evaluate_files(Path(pred), Path(gt))
+    result = evaluate_files(Path(pred), Path(gt), pred_units=pred_units)
     click.echo(format_metrics_table(result))
     if json_out is not None:
         atomic_write_json(json_out, result)
 
 
 # --- NVF trainer (nvf/) ---
+
+
+def _device_name(ctx, param, value):
+    """click callback: an unknown --device is a usage error (CUDA missing stays a run error)."""
+    from common.device import DeviceError, check_device_name
+
+    if value is None:
+        return None
+    try:
+        return check_device_name(value)
+    except DeviceError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 @main.command()
@@ -271,7 +324,7 @@ def h3wb_eval_command(pred, gt, json_out):
 @click.option("--points", type=click.IntRange(min=1), help="Stored points drawn per sample and step.")
 @click.option("--workers", type=click.IntRange(min=0), help="DataLoader worker processes.")
 @click.option("--seed", type=int)
-@click.option("--device", help="cpu, cuda, cuda:N or auto.")
+@click.option("--device", callback=_device_name, help="cpu, cuda, cuda:N or auto.")
 @click.option("--resume", is_flag=True, help="Continue RUN from its checkpoint.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @user_errors
@@ -307,23 +360,28 @@ def train(shards, run_dir, preset, config_file, epochs, batch_size, lr, points, 
 @click.option("--query", type=click.Choice(["stored", "grid"]), default="stored", show_default=True,
               help="Query points: the shard's stored points or a grid in the crop frustum.")
 @click.option("--batch-size", type=click.IntRange(min=1))
-@click.option("--device", help="cpu, cuda, cuda:N or auto (default auto).")
+@click.option("--device", callback=_device_name, help="cpu, cuda, cuda:N or auto (default auto).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--force", is_flag=True,
+              help="Evaluate on shards whose schema, crop, points or sampler differ from the training shards'.")
 @user_errors
-def evaluate(run_dir, shards, query, batch_size, device, progress) -> None:
+def evaluate(run_dir, shards, query, batch_size, device, progress, force) -> None:
     """MPJPE and PA-MPJPE (mm, root-relative) per action and joint, beside the zero, mean-pose and
-    oracle baselines and the decoder's diagnostics; writes RUN/eval_<split>.json."""
+    oracle baselines and the decoder's diagnostics; writes RUN/eval_<split>_<shards hash>.json.
+    Refuses shards unlike the training shards unless --force."""
     from nvf.evaluate import evaluate as run_evaluation
-    from nvf.evaluate import format_baselines
+    from nvf.evaluate import evaluation_path, format_baselines
     from nvf.metrics import format_table
 
     report = run_evaluation(run_dir, shards, device=device, batch_size=batch_size, query=query,
-                            progress=progress)
+                            progress=progress, force=force)
     click.echo(format_table(report))
     click.echo(format_baselines(report))
     if "sdf_l1_near_mm" in report:
         click.echo(f"SDF L1 near the surface: {report['sdf_l1_near_mm']:.1f} mm")
-    click.echo(f"written {run_dir / ('eval_' + shards.name + '.json')}")
+    if report["shards_check"] != "passed":
+        click.echo(f"shards check {report['shards_check']}", err=True)
+    click.echo(f"written {evaluation_path(run_dir, shards, query)}")
 
 
 # --- demo and spot-check ---
@@ -343,7 +401,13 @@ def demo(work: Path, epochs: int, workers: int | None, scheduler: str | None, no
 
     config = DemoConfig(epochs=epochs, workers=workers, scheduler=scheduler, progress=not no_progress)
     quiet_dask_logs()
-    summary = run_demo(work, config, echo=click.echo)
+    try:
+        summary = run_demo(work, config, echo=click.echo)
+    except KeyboardInterrupt as e:
+        from pipeline.orchestration.commands import INTERRUPTED_EXIT, interrupted_line
+
+        click.echo(interrupted_line(e).replace("the same command", "the demo"), err=True)
+        raise SystemExit(INTERRUPTED_EXIT) from None
     click.echo(format_summary(summary))
 
 

@@ -38,15 +38,19 @@ def split_joints(split_dir) -> np.ndarray:
 
 def training_stats(split_dir) -> dict:
     """JSON-able statistics of a training split: sample count, joint names, mean and standard
-    deviation of the root-relative pose (J, 3) in metres, camera frame."""
+    deviation of the root-relative pose (J, 3) in metres, camera frame, and the shards' schema
+    version and config."""
     from fitting.joint_sets import get_joint_set
 
     split_dir = Path(split_dir)
     joints = split_joints(split_dir)
     rel = joints - joints[:, :1]
-    names = get_joint_set(read_index(split_dir)["config"]["joint_set"]).names
+    index = read_index(split_dir)
+    names = get_joint_set(index["config"]["joint_set"]).names
     return {"split": split_dir.name, "samples": int(len(joints)), "joint_names": list(names),
-            "mean_root_relative_m": rel.mean(0).tolist(), "std_root_relative_m": rel.std(0).tolist()}
+            "mean_root_relative_m": rel.mean(0).tolist(), "std_root_relative_m": rel.std(0).tolist(),
+            # what evaluate compares an evaluation split with (crop, points, sampler, joint set)
+            "shards": {"schema_version": index["schema_version"], "config": index["config"]}}
 
 
 def read_training_stats(run_dir) -> dict:

@@ -5,11 +5,17 @@ On the same samples: the model (voting from its predicted SDF and votes), the ze
 pose, stored with the run) and the oracle (the voting decoder on the stored ground-truth SDF
 and votes at the stored points). Plus the decoder's diagnostics: how many points passed the
 SDF threshold, how many voted per joint, how far their estimates spread, the largest h.
+
+The evaluation split must hold shards like the training split's (schema version, crop size,
+point count, sampler, joint set, radius: recorded with the run), unless ``force``. The report
+is written to ``RUN/eval_<split>_<hash>.json`` (``evaluation_path``): the hash is that of the
+split's shard checksums, so an evaluation on other shards never overwrites this one.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -91,9 +97,52 @@ def verdict(report: dict) -> str:
     return f"the model is WORSE than the mean-pose baseline ({', '.join(worse)}){zero_note}"
 
 
+def shards_hash(index: dict) -> str:
+    """12 hex digits naming a split's shards (the sha256 of their checksums, in order)."""
+    from common.hashing import sha256_json
+
+    return sha256_json([s["sha256"] for s in index["shards"]])[:12]
+
+
+def evaluation_path(run_dir, shards_dir, query: str = "stored") -> Path:
+    """``RUN/eval_<split>_<shards hash>.json`` (``_grid`` added for grid queries)."""
+    from sampling.shards import read_index
+
+    shards_dir = Path(shards_dir)
+    suffix = "" if query == "stored" else f"_{query}"
+    return Path(run_dir) / f"eval_{shards_dir.name}_{shards_hash(read_index(shards_dir))}{suffix}.json"
+
+
+NOT_RECORDED = "not run: the run did not record its training shards' config (trained before this check)"
+"""``report["shards_check"]`` of a run trained before the shards were recorded."""
+
+
+def shard_mismatch(trained: dict, index: dict) -> list[str]:
+    """"key old → new" for each schema / config value in which the split differs from the
+    training shards (``trained``: ``train_stats["shards"]``)."""
+    old = {"schema_version": trained.get("schema_version"), **(trained.get("config") or {})}
+    new = {"schema_version": index.get("schema_version"), **(index.get("config") or {})}
+    return [f"{k} {old.get(k)!r} → {new.get(k)!r}" for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)]
+
+
+def check_shards(run_dir, shards_dir, stats: dict, force: bool) -> str:
+    """NVFError naming the differences unless the split's shards match the training shards;
+    else the check's outcome for the report ("passed", "forced: …" or ``NOT_RECORDED``)."""
+    from sampling.shards import read_index
+
+    if not stats.get("shards"):
+        return NOT_RECORDED
+    differences = shard_mismatch(stats["shards"], read_index(shards_dir))
+    if differences and not force:
+        raise NVFError(f"{shards_dir}: not like the shards {run_dir} was trained on: "
+                       f"{'; '.join(differences)} (pass --force to evaluate anyway)")
+    return f"forced: {'; '.join(differences)}" if differences else "passed"
+
+
 def evaluate(run_dir, shards_dir, device: str | None = None, batch_size: int | None = None,
-             query: str = "stored", progress: bool = True) -> dict:
-    """Evaluate a run on a shard split; writes and returns RUN/eval_<split>.json's content:
+             query: str = "stored", progress: bool = True, force: bool = False) -> dict:
+    """Evaluate a run on a shard split; writes and returns ``evaluation_path``'s content:
     the pose report of the model, ``baselines`` (zero, mean_pose, oracle: mpjpe_mm,
     pa_mpjpe_mm), ``decoder`` and ``oracle_decoder`` diagnostics and a ``verdict`` sentence."""
     from tqdm import tqdm
@@ -104,12 +153,13 @@ def evaluate(run_dir, shards_dir, device: str | None = None, batch_size: int | N
     dev = resolve_device(device or "auto")
     model, config, ckpt = load_model(run_dir, dev)
     stats = ckpt["train_stats"]
+    shards_check = check_shards(run_dir, shards_dir, stats, force)
     dataset = shard_dataset(shards_dir, None, config.seed)
     if list(dataset.joint_names) != list(ckpt["joint_names"]):
         raise NVFError(f"{shards_dir}: joint set differs from the one {run_dir} was trained on")
     loader = make_loader(dataset, batch_size or config.batch_size, False, config.num_workers, config.seed, 0)
     preds, gts, oracle, sequences, sdf_err, diags, oracle_diags = [], [], [], [], [], [], []
-    for batch in tqdm(loader, disable=not progress, desc="evaluate", unit="batch"):
+    for batch in tqdm(loader, disable=not (progress and sys.stderr.isatty()), desc="evaluate", unit="batch"):
         batch = to_device(batch, dev)
         diag, points, sdf = predict(model, batch, config, dataset.radius, query)
         diags.append(diag)
@@ -126,7 +176,8 @@ def evaluate(run_dir, shards_dir, device: str | None = None, batch_size: int | N
     dataset.close()
     pred, gt = np.concatenate(preds), np.concatenate(gts)
     report = pose_report(pred, gt, sequences, dataset.joint_names)
-    report = {"split": shards_dir.name, "run": str(run_dir), "query": query, **report}
+    report = {"split": shards_dir.name, "run": str(run_dir), "query": query, "shards_check": shards_check,
+              **report}
     report["baselines"] = {
         "zero": _scores(zero_pose(gt), gt),
         "mean_pose": {**_scores(mean_pose(gt, stats), gt), "from": f"{stats['split']} ({stats['samples']} samples)"},
@@ -138,7 +189,7 @@ def evaluate(run_dir, shards_dir, device: str | None = None, batch_size: int | N
                                                 int(batch["points"].shape[1]), config)
     if sdf_err:
         report["sdf_l1_near_mm"] = float(np.concatenate(sdf_err).mean() * MM_PER_M)
-    _atomic_text(run_dir / f"eval_{shards_dir.name}.json", json.dumps(report, indent=1) + "\n")
+    _atomic_text(evaluation_path(run_dir, shards_dir, query), json.dumps(report, indent=1) + "\n")
     return report
 
 

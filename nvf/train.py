@@ -5,7 +5,7 @@ split's pose statistics, for the mean-pose baseline), ``checkpoint.pt`` (model, 
 epochs done, the same statistics; written atomically, readable with ``weights_only=True``:
 tensors, numbers, strings, lists and dicts only, no pickled objects), ``metrics.csv`` (one
 row per epoch: losses, lr, samples/s), ``loss_curve.png`` and, after evaluation,
-``eval_<split>.json``.
+``eval_<split>_<shards hash>.json`` (nvf.evaluate.evaluation_path).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -212,7 +213,7 @@ def train(shards_dir, run_dir, config: TrainConfig, resume: bool = False, progre
             "radius": dataset.radius, "train_stats": stats,
         }, ckpt_path)
 
-    bar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step", desc="train")
+    bar = tqdm(total=total_steps, initial=step, disable=not (progress and sys.stderr.isatty()), unit="step", desc="train")
     for epoch in range(start_epoch, config.epochs):
         model.train()
         loader = make_loader(dataset, config.batch_size, True, config.num_workers, config.seed, epoch)

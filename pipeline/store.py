@@ -155,8 +155,8 @@ class WorkDir:
         """``path`` relative to the root as a POSIX string (records survive moving WORK)."""
         return Path(path).absolute().relative_to(self.root).as_posix()
 
-    def lock(self, wait: bool = False) -> WorkDirLock:
-        return WorkDirLock(self.lock_path, wait=wait)
+    def lock(self, wait: bool = False, shared: bool = False) -> WorkDirLock:
+        return WorkDirLock(self.lock_path, wait=wait, shared=shared)
 
 
 def sequence_folder_name(basename: str) -> str:
@@ -406,12 +406,15 @@ def unit_status(
 class WorkDirLock:
     """An exclusive ``fcntl.flock`` on ``WORK/.lock``; the OS drops it when the process dies.
 
+    ``shared``: the read side (``audit``): any number of readers, never beside a run. With
+    ``wait``, a busy lock is waited for after one line on stderr saying what for.
     Use as a context manager. Holds the holder's pid in the file for the busy message.
     """
 
-    def __init__(self, path: Path, wait: bool = False) -> None:
+    def __init__(self, path: Path, wait: bool = False, shared: bool = False) -> None:
         self.path = Path(path)
         self.wait = wait
+        self.shared = shared
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -423,19 +426,35 @@ class WorkDirLock:
                 raise output_error(self.path, e) from None
             raise
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+            fcntl.flock(fd, self.mode | fcntl.LOCK_NB)
         except OSError as e:
             holder = _read_holder(fd)
-            os.close(fd)
-            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise WorkDirBusy(
-                    f"{self.path.parent}: another run holds this work dir{holder}; "
-                    "wait for it to finish or pass --wait"
-                ) from None
-            raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK) and self.wait:
+                import sys  # said once, on stderr: a silent wait looks like a hang
+
+                print(f"waiting for the run holding {self.path.parent}{holder} to finish…",
+                      file=sys.stderr, flush=True)
+                try:
+                    fcntl.flock(fd, self.mode)
+                except BaseException:
+                    os.close(fd)
+                    raise
+            else:
+                os.close(fd)
+                if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise WorkDirBusy(
+                        f"{self.path.parent}: another run holds this work dir{holder}; "
+                        "wait for it to finish or pass --wait"
+                    ) from None
+                raise
+        if not self.shared:  # readers leave the writer's pid for the busy message
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+
+    @property
+    def mode(self) -> int:
+        return fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
 
     def release(self) -> None:
         if self._fd is not None:

@@ -633,8 +633,21 @@ def _plausibility_html(summary: dict) -> list[str]:
     return parts
 
 
+def check_camera(work: WorkDir, camera: str | None) -> None:
+    """SelectionError unless ``camera`` is None or a camera of some fitted sequence (``--camera``)."""
+    from pipeline.checks.overlays import load_cameras
+    from pipeline.errors import SelectionError
+
+    if camera is None:
+        return
+    known = sorted({c.id for f in read_fits(work) for c in load_cameras(work, f.subject, f.sequence)})
+    if camera not in known:
+        raise SelectionError(f"--camera {camera}: not a camera of the fitted sequences; known: {', '.join(known)}")
+
+
 def write_audit(work: WorkDir, config: AuditConfig = AuditConfig(), model_path: Path | None = None) -> Path:
     """Write ``WORK/audit/`` (index.html, summary.json, PNGs) and return the index path."""
+    check_camera(work, config.camera)
     summary, fits, plaus = audit_summary(work, config, model_path)
     out = work.audit_index.parent
     out.mkdir(parents=True, exist_ok=True)

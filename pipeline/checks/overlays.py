@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 MESH_BGR = (230, 170, 90)
 """Colour of the fitted mesh in overlays."""
+FITTED_BGR = (40, 200, 40)
+"""Fitted joints (green)."""
+MOCAP_BGR = (40, 40, 230)
+"""Mocap joints (red), drawn over the fitted ones."""
 
 
 def load_cameras(work: WorkDir, subject: str, sequence: str) -> list[Camera]:
@@ -63,13 +67,15 @@ def draw_overlay(image: np.ndarray, camera: Camera, vertices: np.ndarray, faces:
     mask = layer.max(axis=-1) > 0
     out = image.copy()
     out[mask] = (0.45 * image[mask] + 0.55 * layer[mask]).astype(np.uint8)
-    for pts, color in ((mocap, (40, 40, 230)), (fitted, (40, 200, 40))):
+    # fitted (green, larger dots) first, mocap (red, smaller) on top: where they coincide the
+    # red centre stays visible inside a green ring
+    for pts, color, radius in ((fitted, FITTED_BGR, 4), (mocap, MOCAP_BGR, 2)):
         uv = np.asarray(camera.project(pts))
         for j, p in enumerate(H36M17.parents):
             if p >= 0:
                 cv2.line(out, _pt(uv[j]), _pt(uv[p]), color, 1, cv2.LINE_AA)
         for q in uv:
-            cv2.circle(out, _pt(q), 2, color, -1, cv2.LINE_AA)
+            cv2.circle(out, _pt(q), radius, color, -1, cv2.LINE_AA)
     return out
 
 

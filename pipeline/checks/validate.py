@@ -8,6 +8,10 @@ uses a BVH and a fast winding-number tree), recompute the votes from the stored 
 points with the formula written out here, check that the stored joints agree with the joints
 regressed from the mesh to within the recorded fit error, reproject the joints into the crop
 with K, and compare the crop's pixels with an undistortion of the source frame done here.
+
+A check that cannot run (the crop check of a split copied away from its WORK, whose source
+frames and sequence.json are not beside it) is never passed in silence: it is listed as not
+run, and counts as a problem unless ``allow_skipped`` (``--allow-skipped``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,21 @@ class ValidateConfig:
     """SMPL-X file or folder, or "synthetic" (WORK/bodymodel of the shards' work dir)."""
     seed: int = 0
     """Which samples and points get checked."""
+    allow_skipped: bool = False
+    """A check that cannot run (no source frame for the crop check) is reported as not run
+    but is no problem; by default it is one."""
+
+
+@dataclass
+class ValidateReport:
+    """What ``validate_report`` found."""
+
+    checked: int
+    """Samples whose contents were recomputed."""
+    problems: list[str]
+    """One line per problem found."""
+    not_run: list[str]
+    """One line per check that could not run, naming what it lacked."""
 
 
 def split_folders(path: Path) -> list[Path]:
@@ -146,8 +165,9 @@ def undistort_crop_reference(image: np.ndarray, camera: dict, K_crop: np.ndarray
 
 
 def check_sample(sample: dict, radius: float, joint_set: str, model, work: WorkDir, config: ValidateConfig,
-                 rng: np.random.Generator, where: str) -> list[str]:
-    """One-line problems of one sample (``where`` names shard and index)."""
+                 rng: np.random.Generator, where: str, not_run: list[str] | None = None) -> list[str]:
+    """One-line problems of one sample (``where`` names shard and index); checks that cannot
+    run are appended to ``not_run``."""
     import cv2
     import torch
 
@@ -190,7 +210,13 @@ def check_sample(sample: dict, radius: float, joint_set: str, model, work: WorkD
         problems.append(f"{where}: joints do not project into the crop with its K")
     src = work.image(sample["subject"], sample["sequence"], sample["camera"], int(sample["frame"]))
     seq_json = work.sequence_json(sample["subject"], sample["sequence"])
-    image = cv2.imread(str(src))
+    lacking = next((p for p in (src, seq_json) if not p.is_file()), None)
+    image = cv2.imread(str(src)) if lacking is None else None
+    if lacking is None and image is None:
+        problems.append(f"{where}: source frame {src} cannot be read")
+    if lacking is not None and not_run is not None:
+        not_run.append(f"{where}: crop check not run: {lacking} not found "
+                       "(the split is not inside the WORK that wrote it?)")
     if crop is not None and image is not None and seq_json.is_file():
         camera = next(c for c in json.loads(seq_json.read_text())["cameras"] if c["id"] == sample["camera"])
         ref = undistort_crop_reference(image, camera, sample["K"].astype(np.float64), size)
@@ -202,7 +228,14 @@ def check_sample(sample: dict, radius: float, joint_set: str, model, work: WorkD
 
 
 def validate_shards(path: Path, config: ValidateConfig = ValidateConfig()) -> tuple[int, list[str]]:
-    """(samples checked, one-line problems) for a split folder or a folder of split folders."""
+    """(samples checked, one-line problems) for a split folder or a folder of split folders;
+    checks that could not run are problems unless ``config.allow_skipped``."""
+    report = validate_report(path, config)
+    return report.checked, report.problems + ([] if config.allow_skipped else report.not_run)
+
+
+def validate_report(path: Path, config: ValidateConfig = ValidateConfig()) -> ValidateReport:
+    """Every check of ``validate`` on a split folder or a folder of split folders."""
     import torch
 
     from common.rng import rng_for
@@ -211,6 +244,7 @@ def validate_shards(path: Path, config: ValidateConfig = ValidateConfig()) -> tu
     from sampling.shards import check_shard, open_shard, read_index
 
     problems: list[str] = []
+    not_run: list[str] = []
     checked = 0
     for folder in split_folders(Path(path)):
         try:
@@ -239,6 +273,6 @@ def validate_shards(path: Path, config: ValidateConfig = ValidateConfig()) -> tu
             with open_shard(folder / shard["name"]) as reader:
                 sample = reader.sample(flat)
                 problems += check_sample(sample, reader.radius, reader.joint_set, model, work, config, rng,
-                                         f"{folder / shard['name']}[{flat}] {sample['key']}")
+                                         f"{folder / shard['name']}[{flat}] {sample['key']}", not_run)
             checked += 1
-    return checked, problems
+    return ValidateReport(checked, problems, not_run)

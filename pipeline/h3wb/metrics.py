@@ -62,11 +62,36 @@ METRIC_LABELS = {
 }
 
 
-def evaluate_files(pred_path, gt_path) -> dict:
+PRED_UNITS = {"mm": 1.0, "m": 1000.0}
+"""Units a prediction file may be in → factor to millimetres."""
+
+
+def _spread(keypoints: np.ndarray) -> float:
+    """Median distance of the keypoints from their pelvis: the body's size in the file's unit."""
+    centred = keypoints - keypoints[..., PELVIS_PAIR, :].mean(axis=-2, keepdims=True)
+    return float(np.median(np.linalg.norm(centred, axis=-1)))
+
+
+def detect_units(pred: np.ndarray, gt_mm: np.ndarray) -> str | None:
+    """"mm" or "m" when the predictions' body size is that of the ground truth (mm) or a
+    thousandth of it (within a factor 3 either way); None when it is neither."""
+    ratio = _spread(pred) / max(_spread(gt_mm), 1e-12)
+    for unit, factor in PRED_UNITS.items():
+        if 1 / 3 < ratio * factor < 3:
+            return unit
+    return None
+
+
+def evaluate_files(pred_path, gt_path, pred_units: str = "auto") -> dict:
     """Score an H3WB prediction file against a ground-truth file (every GT id must be predicted).
 
-    Returns ``{"samples": N, "pred": …, "gt": …, "mpjpe_mm": {metric: mm}}``.
+    ``pred_units``: "mm", "m" (converted to mm) or "auto": the unit is detected from the
+    predictions' body size against the ground truth's, and anything but millimetres is an
+    error that says which ``--pred-units`` to pass (never converted silently).
+    Returns ``{"samples": N, "pred": …, "gt": …, "pred_units": …, "mpjpe_mm": {metric: mm}}``.
     """
+    if pred_units not in ("auto", *PRED_UNITS):
+        raise ValueError(f"pred_units {pred_units!r}: use auto, mm or m")
     gt = read_h3wb_json(gt_path)
     pred = read_h3wb_json(pred_path)
     if not gt:
@@ -76,7 +101,17 @@ def evaluate_files(pred_path, gt_path) -> dict:
     guess = keypoints_array(pred, ids, "keypoints_3d", pred_path)
     if not np.isfinite(guess).all():
         raise DataError(f"{pred_path}: holds non-finite keypoints")
-    return {"samples": len(ids), "pred": str(pred_path), "gt": str(gt_path),
+    if pred_units == "auto":
+        found = detect_units(guess, truth)
+        if found is None:
+            raise DataError(f"{pred_path}: the predicted bodies are {_spread(guess) / _spread(truth):.3g} times "
+                            "the size of the ground truth's: neither millimetres nor metres")
+        if found != "mm":
+            raise DataError(f"{pred_path}: keypoints look like metres (bodies 1/1000 of the ground "
+                            f"truth's size in mm); pass --pred-units m to convert them")
+        pred_units = "mm"
+    guess = guess * PRED_UNITS[pred_units]
+    return {"samples": len(ids), "pred": str(pred_path), "gt": str(gt_path), "pred_units": pred_units,
             "mpjpe_mm": h3wb_metrics(guess, truth)}
 
 

@@ -185,12 +185,21 @@ def videopose3d_data(poses: list[Pose]) -> tuple[dict, dict]:
     return train_data, metadata
 
 
+VIDEOPOSE3D_DATA_KEY = "train_data"
+"""The key of the poses in every ``videopose3d_<split>.npz``, the test split's included: H3WB's
+loader (``utils/prepare_data_h3wb.py``, ``Human3WBDataset.__init__``) reads
+``np.load(path)['train_data']`` whatever the file, and splits by subject afterwards; a
+``test_data`` key would make the only public reader of this format fail on the test file.
+(VideoPose3D's own ``data_3d_h36m.npz`` is another layout, ``positions_3d``.)"""
+
+
 def write_videopose3d_npz(path: Path, poses: list[Pose]) -> None:
-    """``np.savez``-compatible file with ``train_data`` and ``metadata`` (pickled dicts, as
-    H3WB's; load with ``allow_pickle=True``), written with fixed timestamps (byte-identical)."""
+    """``np.savez``-compatible file with ``VIDEOPOSE3D_DATA_KEY`` and ``metadata`` (pickled
+    dicts, as H3WB's; load with ``allow_pickle=True``), written with fixed timestamps
+    (byte-identical)."""
     train_data, metadata = videopose3d_data(poses)
     arrays = {}
-    for name, value in (("metadata", metadata), ("train_data", train_data)):
+    for name, value in (("metadata", metadata), (VIDEOPOSE3D_DATA_KEY, train_data)):
         arrays[name] = np.empty((), dtype=object)
         arrays[name][()] = value
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:

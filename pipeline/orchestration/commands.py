@@ -89,8 +89,13 @@ def _orchestration_params(needs_release: bool) -> list[click.Parameter]:
         click.Option(["--force"], is_flag=True, help="Recompute units that are up to date."),
         click.Option(["--dry-run"], is_flag=True, help="List the units and why they would run; change nothing."),
         click.Option(["--keep-going"], is_flag=True, help="Exit 0 even when units failed (they are still reported)."),
-        click.Option(["--no-progress"], is_flag=True, help="No progress bar (for logs)."),
-        click.Option(["--wait"], is_flag=True, help="Wait for another run on WORK instead of refusing."),
+        click.Option(["--no-progress"], is_flag=True,
+                     help="No progress bar: a progress line every --progress-every seconds (for logs; "
+                          "also the behaviour when stderr is not a terminal)."),
+        click.Option(["--progress-every"], type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Seconds between progress lines without a bar  [default: 30]."),
+        click.Option(["--wait"], is_flag=True,
+                     help="Wait for the run holding WORK's lock to finish instead of refusing (says so)."),
     ]
 
 
@@ -188,12 +193,55 @@ class StageCommand(click.Command):
         run_stage_command(names, kwargs)
 
 
+def quiet_native_libraries() -> None:
+    """No raw OpenCV / FFmpeg warnings in this process (set before cv2 loads; a user's own
+    setting wins): the code checks what they warn about and says it in one line."""
+    import os
+
+    from pipeline.orchestration.runner import QUIET_NATIVE_ENV
+
+    for key, value in QUIET_NATIVE_ENV.items():
+        os.environ.setdefault(key, value)
+
+
 def quiet_dask_logs() -> None:
     """Without -v, dask's INFO lines (scheduler and nanny start/stop) would bury the summaries."""
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         import distributed  # noqa: F401  (sets its loggers to INFO on import)
 
         logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
+INTERRUPTED_EXIT = 130
+"""Exit code after Ctrl-C (128 + SIGINT, as shells report it)."""
+
+
+def interrupted_line(error: KeyboardInterrupt) -> str:
+    """One line after Ctrl-C: which units of the interrupted stage finished, and how to resume."""
+    report = error.settle() if hasattr(error, "settle") else None
+    if report is None:
+        return "interrupted; finished units are kept: rerun the same command to resume"
+    kept = [o.key for o in report.outcomes if o.result == "done"]
+    left = [o.key for o in report.outcomes if o.result == "interrupted"]
+    names = ", ".join(kept[:3]) + (f", … ({len(kept) - 3} more)" if len(kept) > 3 else "")
+    return (f"interrupted during {report.stage}: {len(kept)} units finished this run and are kept"
+            + (f" ({names})" if kept else "") + f", {len(left)} not finished; "
+            "rerun the same command to resume with those")
+
+
+def run_overview(reports, names: list[str]) -> list[str]:
+    """The closing summary of ``run``: one line per stage, then what the selection lacked."""
+    lines = ["run summary:"]
+    for r in reports:
+        lines.append(f"  {r.stage:<8} {len(r.done)} done, {len(r.skipped)} up to date, "
+                     f"{len(r.failed)} failed [{r.seconds:.1f} s]")
+        lines += ["  " + line for line in r.format_results()]
+    ran = {r.stage for r in reports}
+    lines += [f"  {n:<8} not run (an earlier stage failed)" for n in names if n not in ran]
+    sample = next((r for r in reports if r.stage == "sample"), None)
+    if sample is not None and not any("train" in split for split in sample.results.get("splits", {})):
+        lines.append("  note: the selection has no training subject: no train shards were written")
+    return lines
 
 
 @user_errors
@@ -203,17 +251,25 @@ def run_stage_command(names: list[str], kwargs: dict) -> None:
     stride = kwargs.pop("stride", None)
     selection = build_selection_from(kwargs)
     common = {k: kwargs.pop(k) for k in ("scheduler", "workers", "force", "dry_run", "keep_going", "wait")}
-    progress = not kwargs.pop("no_progress")
+    every = kwargs.pop("progress_every", None)
+    no_bar = kwargs.pop("no_progress")
+    progress = (every if every is not None else False) if no_bar or every is not None else True
     out, h36m = kwargs.pop("out"), kwargs.pop("h36m", None)
     if not common["dry_run"]:
         quiet_dask_logs()
+    ctx = click.get_current_context()
     try:
         reports = run_stages(names, out, h36m=h36m, selection=selection, stride=stride,
                              options=kwargs, progress=progress, echo=click.echo, **common)
     except ConnectionError as e:
         raise click.ClickException(str(e)) from e
+    except KeyboardInterrupt as e:
+        click.echo(interrupted_line(e), err=True)
+        ctx.exit(INTERRUPTED_EXIT)
+    if len(names) > 1 and not common["dry_run"]:
+        click.echo("\n".join(run_overview(reports, names)))
     if any(r.failed for r in reports) and not common["keep_going"]:
-        click.get_current_context().exit(1)
+        ctx.exit(1)
 
 
 def register_stage_commands(group: click.Group) -> None:

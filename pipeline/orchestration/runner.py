@@ -6,11 +6,17 @@ remote cluster, WORK and the release must be on a file system every worker sees 
 paths.
 
 ``run_stage`` plans the units, compares each with its done-record (``pipeline.store``),
-submits the ones to run, and waits for them with ``distributed.as_completed`` (one tqdm bar
-per stage). A unit that raises is recorded as failed with a one-line reason (report and
+submits the ones to run, and waits for them, showing progress (``progress.ProgressBoard``:
+units, items inside units reported by the workers as dask events, rate and ETA; a bar on a
+terminal, a line every N seconds in logs). A unit that raises is recorded as failed with a one-line reason (report and
 ``WORK/<stage>/failures.json``); the rest go on. A worker that dies mid-unit (killed, out of
 memory) is replaced by its nanny and the scheduler reruns the unit there (up to
 ``distributed.scheduler.allowed-failures`` times, default 3): the run does not fail.
+
+Ctrl-C: local workers ignore SIGINT (the terminal sends it to the whole process group; a worker
+dying of it would print its own traceback and the nanny's warnings); the client cancels the
+units, and ``run_stage`` raises ``StageInterrupted`` with what finished (kept, with their
+done-records: a rerun resumes).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -27,11 +34,15 @@ from typing import Any
 
 from common.device import cuda_device_count
 from common.hashing import sha256_json
+from pipeline.orchestration.progress import ProgressBoard, progress_mode
+from pipeline.orchestration.summaries import format_results, stage_results
 from pipeline.stages.base import Stage, Unit, config_to_json
+from pipeline.stages.progress import reporting
 from pipeline.store import (
     FingerprintCache,
     WorkDir,
     atomic_write_json,
+    read_done_record,
     read_json,
     remove_done_record,
     unit_status,
@@ -59,6 +70,8 @@ LOCAL_WORKER_ENV = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
+    "OPENCV_LOG_LEVEL": "ERROR",
+    "OPENCV_FFMPEG_LOGLEVEL": "8",
 }
 """Environment of local workers (one thread each), set before each worker process starts.
 
@@ -70,12 +83,19 @@ LOCAL_WORKER_ENV = {
 * ``NUMBA_NUM_THREADS`` (and the BLAS / OpenMP pools, torch's included): one per worker. Each
   worker process otherwise starts a pool as wide as the machine, and two workers on two cores
   oversubscribe them (measured: the SDF of a sample 39 -> 88 ms, its votes 2.4 -> 89 ms).
+* ``OPENCV_LOG_LEVEL``, ``OPENCV_FFMPEG_LOGLEVEL`` (8 = FFmpeg's AV_LOG_FATAL): no raw library
+  warnings ("moov atom not found", "can't open/read file"); the code checks every open and
+  read itself and reports a failure as one line naming the file (``QUIET_NATIVE_ENV``).
 
 glibc and numba read these once, at process start, so they must be in the environment the
 worker process is spawned with: distributed's ``LocalCluster(env=...)`` applies its variables
 only after the worker has started. ``worker_spawn_environment`` passes them through
 ``distributed.nanny.pre-spawn-environ`` instead. Variables already exported win (a user's
 ``NUMBA_NUM_THREADS=2`` stays)."""
+
+
+QUIET_NATIVE_ENV = {k: LOCAL_WORKER_ENV[k] for k in ("OPENCV_LOG_LEVEL", "OPENCV_FFMPEG_LOGLEVEL")}
+"""The part of LOCAL_WORKER_ENV the CLI process sets for itself too (before OpenCV loads)."""
 
 
 @contextlib.contextmanager
@@ -128,17 +148,21 @@ def get_client(
             raise ConnectionError(f"cannot reach the dask scheduler at {scheduler} ({e})") from e
     from distributed import LocalCluster
 
-    with worker_spawn_environment():
+    debug = logging.getLogger().isEnabledFor(logging.DEBUG)
+    with worker_spawn_environment(), sigint_ignored():  # workers inherit SIG_IGN
         cluster = LocalCluster(
             n_workers=workers or local_core_count(),
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",  # a free port: concurrent clusters do not collide on 8787
-            silence_logs=logging.ERROR,
+            # a worker's own log lines (heartbeats failing while the cluster shuts down, ...)
+            # are no message for the user: units report their failures as results; -v shows them
+            silence_logs=logging.ERROR if debug else logging.CRITICAL + 1,
             resources=dict(resources) if resources else None,
         )
     client = Client(cluster)
     client._h36m_nvf_cluster = cluster  # closed with the client by open_client
+    client.register_plugin(_ignore_sigint_plugin(), name="h36m-nvf-ignore-sigint")  # restarted workers too
     if resources is None:
         gpus = cuda_device_count()
         if gpus:
@@ -147,16 +171,57 @@ def get_client(
     return client
 
 
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Within (main thread only): SIGINT is ignored, so processes spawned here inherit SIG_IGN."""
+    try:
+        saved = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: nothing to inherit from here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, saved)
+
+
+def _ignore_sigint_plugin():
+    """A WorkerPlugin (distributed refuses duck-typed ones; imported only when a cluster starts)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class IgnoreSigint(WorkerPlugin):
+        """The worker process ignores SIGINT (Ctrl-C is the client's to handle)."""
+
+        idempotent = True
+
+        def setup(self, worker) -> None:
+            with contextlib.suppress(ValueError):  # only possible in the worker's main thread
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return IgnoreSigint()
+
+
 async def _give_gpu(dask_worker) -> None:
     await dask_worker.set_resources(GPU=1)
 
 
 def close_client(client) -> None:
-    """Close a client from ``get_client`` and, for a local one, its cluster."""
+    """Close a client from ``get_client`` and, for a local one, its cluster.
+
+    Errors while shutting down (a worker already gone, a comm closed under a heartbeat) are
+    logged at debug level: the run's results are known by then, and a shutdown race must not
+    print a traceback after them.
+    """
     cluster = getattr(client, "_h36m_nvf_cluster", None)
-    client.close()
-    if cluster is not None:
-        cluster.close()
+    with sigint_ignored(), quiet_loggers(*SHUTDOWN_LOGGERS):  # a second Ctrl-C must not
+        # leave worker processes behind; "Worker process still alive after 4 s, killing" is how
+        # a busy worker (an interrupted unit) ends, and a comm closed under a heartbeat is a
+        # shutdown race: neither is news for the user, and their tracebacks least of all
+        for close in (client.close, *((cluster.close,) if cluster is not None else ())):
+            try:
+                close()
+            except Exception as e:  # noqa: BLE001 (any shutdown error: the work is done)
+                log.debug("while closing the dask cluster: %s", one_line(e))
 
 
 @contextlib.contextmanager
@@ -169,16 +234,53 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         close_client(client)
 
 
-class LazyClient:
-    """A client factory for ``run_stage``: connects (or starts a cluster) on first call only."""
+def dashboard_line(client) -> str:
+    """"dask: 4 workers, dashboard http://127.0.0.1:40123/status" (no dashboard: said so)."""
+    try:
+        n = len(client.scheduler_info(n_workers=-1)["workers"])
+    except Exception:  # noqa: BLE001 (a line for the user; never fail the run for it)
+        n = "?"
+    link = getattr(client, "dashboard_link", None)
+    return f"dask: {n} workers, dashboard {link or '(none)'}"
 
-    def __init__(self, scheduler: str | None = None, workers: int | None = None) -> None:
-        self.scheduler, self.workers = scheduler, workers
+
+def announce_on_stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+SHUTDOWN_LOGGERS = ("distributed", "asyncio", "tornado")
+"""Loggers that only show errors while a cluster shuts down (unless -v)."""
+
+
+@contextlib.contextmanager
+def quiet_loggers(*names: str) -> Iterator[None]:
+    """Within: the loggers ``names`` show only critical errors (unless -v, i.e. debug logging)."""
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [lg.level for lg in loggers]
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, saved, strict=True):
+            lg.setLevel(level)
+
+
+class LazyClient:
+    """A client factory for ``run_stage``: connects (or starts a cluster) on first call only,
+    then announces the cluster and its dashboard URL (``announce``, default: stderr)."""
+
+    def __init__(self, scheduler: str | None = None, workers: int | None = None,
+                 announce=announce_on_stderr) -> None:
+        self.scheduler, self.workers, self.announce = scheduler, workers, announce
         self.client = None
 
     def __call__(self):
         if self.client is None:
             self.client = get_client(self.scheduler, self.workers)
+            if self.announce is not None:
+                self.announce(dashboard_line(self.client))
         return self.client
 
     def close(self) -> None:
@@ -219,6 +321,8 @@ class StageReport:
     outcomes: list[UnitOutcome]
     dry_run: bool = False
     seconds: float = 0.0
+    results: dict = field(default_factory=dict)
+    """What the stage produced (``summaries.stage_results``: frames and errors, samples, ...)."""
 
     def _with(self, result: str) -> list[UnitOutcome]:
         return [o for o in self.outcomes if o.result == result]
@@ -234,6 +338,10 @@ class StageReport:
     @property
     def failed(self) -> list[UnitOutcome]:
         return self._with("failed")
+
+    @property
+    def interrupted(self) -> list[UnitOutcome]:
+        return self._with("interrupted")
 
     def format(self) -> str:
         """The dry-run listing or the summary table, as text."""
@@ -253,12 +361,18 @@ class StageReport:
         lines = [
             f"{self.stage}: {len(self.outcomes)} units: {len(self.done)} done, "
             f"{len(self.skipped)} skipped (up to date), {len(self.failed)} failed "
-            f"[{self.seconds:.1f} s]"
+            + (f"{len(self.interrupted)} interrupted " if self.interrupted else "")
+            + f"[{self.seconds:.1f} s]"
         ]
+        lines += format_results(self.stage, self.results)
         width = max((len(o.key) for o in self.failed), default=0)
         for o in self.failed:
             lines.append(f"  FAILED  {o.key:<{width}}  {o.reason}")
         return "\n".join(lines)
+
+    def format_results(self) -> list[str]:
+        """The stage's result lines (frames and errors, samples per split, ...)."""
+        return format_results(self.stage, self.results)
 
     def to_json(self) -> dict:
         return {
@@ -267,6 +381,7 @@ class StageReport:
             "skipped": len(self.skipped),
             "failed": [{"unit": o.key, "reason": o.reason} for o in self.failed],
             "seconds": round(self.seconds, 3),
+            "results": self.results,
         }
 
 
@@ -289,6 +404,7 @@ def execute_unit(
     config_hash: str,
     inputs: Mapping[str, Mapping],
     *prerequisites: dict,
+    progress_topic: str | None = None,
 ) -> dict:
     """Worker side of one unit: run it, check its outputs, write its done-record.
 
@@ -297,7 +413,8 @@ def execute_unit(
     unit killed half-way is never taken as up to date. ``prerequisites`` are the results of
     the units of ``unit.after`` that ran in this run (dask starts this one after them): when
     one failed, this unit fails without running; the inputs they wrote are fingerprinted
-    again here, after they were written.
+    again here, after they were written. ``progress_topic``: the dask event topic that
+    carries the unit's ``unit_progress`` reports to the client.
     """
     work = WorkDir(Path(work_root))
     t0 = time.perf_counter()
@@ -312,7 +429,8 @@ def execute_unit(
             fresh = FingerprintCache()
             inputs = {role: fresh(path) if str(Path(path).absolute()) in written else inputs[role]
                       for role, path in unit.inputs.items()}
-        info = run_unit(unit, config) or {}
+        with reporting(_event_sink(progress_topic, unit.key)):
+            info = run_unit(unit, config) or {}
         missing = [p for p in unit.outputs if not Path(p).exists()]
         if missing:
             raise RuntimeError(f"unit did not write {missing[0]}")
@@ -325,6 +443,23 @@ def execute_unit(
     except Exception as e:
         return {"key": unit.key, "ok": False, "reason": one_line(e),
                 "seconds": time.perf_counter() - t0}
+
+
+def _event_sink(topic: str | None, key: str):
+    """sink(done, total, what) that logs a dask event on this worker; None outside a worker."""
+    if topic is None:
+        return None
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+
+    def sink(done: int, total: int, what: str) -> None:
+        worker.log_event(topic, {"unit": key, "done": done, "total": total, "what": what})
+
+    return sink
 
 
 # --------------------------------------------------------------------------- client side
@@ -341,6 +476,36 @@ def _available_resources(client) -> list[dict]:
 
 def _satisfiable(need: Mapping[str, float] | None, offers: list[dict]) -> bool:
     return not need or any(all(o.get(k, 0) >= v for k, v in need.items()) for o in offers)
+
+
+def unit_statuses(stage: Stage, units: list[Unit], work: WorkDir, *, force: bool = False
+                  ) -> list[tuple[Unit, str, str, dict]]:
+    """(unit, status, config hash, input fingerprints) of each planned unit, in plan order.
+
+    status: "missing", "stale (why)", "forced" or "up to date" (``pipeline.store.unit_status``);
+    a unit that runs after one that reruns is stale too. Reads WORK, writes nothing.
+    """
+    keys = [u.key for u in units]
+    if len(set(keys)) != len(keys):
+        raise RuntimeError(f"stage {stage.name}: plan has duplicate unit keys")
+    fingerprints = FingerprintCache()
+    reruns: dict[str, bool] = {}
+    out = []
+    for unit in units:
+        unknown = [k for k in unit.after if k not in reruns]
+        if unknown:
+            raise RuntimeError(f"stage {stage.name}: unit {unit.key} runs after {unknown[0]}, "
+                               "which the plan does not list before it")
+        chash = unit_config_hash(stage, unit)
+        inputs = {role: fingerprints(path) for role, path in unit.inputs.items()}
+        status = unit_status(work, stage.name, unit.key, config_hash=chash, params=unit.params,
+                             inputs=inputs, outputs=list(unit.outputs), force=force)
+        rerun = [k for k in unit.after if reruns[k]]
+        if status == "up to date" and rerun:
+            status = f"stale (runs after {rerun[0]}, which reruns)"
+        reruns[unit.key] = status != "up to date"
+        out.append((unit, status, chash, inputs))
+    return out
 
 
 def run_stage(
@@ -362,26 +527,12 @@ def run_stage(
     code (failing units never stop the others); it is accepted here for symmetry and recorded
     in run.json. The caller holds the work dir's lock.
     """
-    t0 = time.perf_counter()
+    t0, started_at = time.perf_counter(), time.time()
     units = stage.plan(config, work)
     keys = [u.key for u in units]
-    if len(set(keys)) != len(keys):
-        raise RuntimeError(f"stage {stage.name}: plan has duplicate unit keys")
-    fingerprints = FingerprintCache()
     todo: list[tuple[Unit, str, str, dict]] = []
     outcomes: dict[str, UnitOutcome] = {}
-    for unit in units:
-        unknown = [k for k in unit.after if k not in outcomes]
-        if unknown:
-            raise RuntimeError(f"stage {stage.name}: unit {unit.key} runs after {unknown[0]}, "
-                               "which the plan does not list before it")
-        chash = unit_config_hash(stage, unit)
-        inputs = {role: fingerprints(path) for role, path in unit.inputs.items()}
-        status = unit_status(work, stage.name, unit.key, config_hash=chash, params=unit.params,
-                             inputs=inputs, outputs=list(unit.outputs), force=force)
-        rerun = [k for k in unit.after if outcomes[k].result in ("", "would run")]
-        if status == "up to date" and rerun:
-            status = f"stale (runs after {rerun[0]}, which reruns)"
+    for unit, status, chash, inputs in unit_statuses(stage, units, work, force=force):
         if status == "up to date":
             outcomes[unit.key] = UnitOutcome(unit.key, status, "would skip" if dry_run else "skipped")
         else:
@@ -397,10 +548,19 @@ def run_stage(
         if not hasattr(client, "submit"):  # a factory: start the cluster only when needed
             client = client()
 
-    _run_units(stage, config, work, client, todo, outcomes, progress=progress, retries=retries,
-               skipped=len(units) - len(todo))
+    for o in report.skipped:  # their results, for the summary
+        o.info = (read_done_record(work, stage.name, o.key) or {}).get("info", {})
+    try:
+        _run_units(stage, config, work, client, todo, outcomes, progress=progress, retries=retries,
+                   skipped=len(units) - len(todo))
+    except KeyboardInterrupt:
+        for o in report.outcomes:
+            o.result = o.result or "interrupted"
+        report.seconds = time.perf_counter() - t0
+        raise StageInterrupted(report, work, started_at) from None
     if stage.finalize is not None and not report.failed:
         stage.finalize(config, work, units)
+    report.results = stage_results(report, units, work)
     report.seconds = time.perf_counter() - t0
     atomic_write_json(work.failures_json(stage.name),
                       [{"unit": o.key, "reason": o.reason} for o in report.failed])
@@ -408,30 +568,55 @@ def run_stage(
     return report
 
 
-def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries, skipped) -> None:
-    from distributed import as_completed
-    from tqdm import tqdm
+class StageInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a stage's units; ``report`` holds what finished (results "done"/"failed")
+    and what did not (result "interrupted")."""
 
+    def __init__(self, report: StageReport, work: WorkDir, started_at: float) -> None:
+        super().__init__(report.stage)
+        self.report, self.work, self.started_at = report, work, started_at
+
+    def settle(self) -> StageReport:
+        """Call after the cluster is closed: units that finished after the client stopped
+        listening (their worker was still busy) wrote a done-record since ``started_at``; they
+        count as done (a rerun skips them)."""
+        for o in self.report.interrupted:
+            path = self.work.done_record(self.report.stage, o.key)
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime >= self.started_at and read_done_record(self.work, self.report.stage, o.key):
+                    o.result = "done"
+        return self.report
+
+
+POLL_S = 0.1
+"""Seconds between looks at the running units (and redraws when due)."""
+
+
+def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries, skipped) -> None:
     if not todo:
         return
     offers = _available_resources(client) if any(u.resources for u, *_ in todo) else []
     futures = {}
     by_key = {}
     awaited = {k for u, *_ in todo for k in u.after}
+    topic = f"h36m-nvf-progress-{stage.name}-{os.urandom(6).hex()}"  # this run only
+    board = ProgressBoard(stage.name, skipped + len(todo), skipped, progress_mode(progress))
     for unit, _status, chash, inputs in todo:
         if not _satisfiable(unit.resources, offers):
             outcomes[unit.key].result = "failed"
             outcomes[unit.key].reason = f"no dask worker offers resources {dict(unit.resources)}"
+            board.unit_finished(unit.key, ok=False)
             continue
         blocked = [k for k in unit.after if outcomes[k].result == "failed"]
         if blocked:
             outcomes[unit.key].result = "failed"
             outcomes[unit.key].reason = f"prerequisite {blocked[0]} failed: {outcomes[blocked[0]].reason}"
+            board.unit_finished(unit.key, ok=False)
             continue
         prerequisites = [by_key[k] for k in unit.after if k in by_key]  # the ones running now
         fut = client.submit(
             execute_unit, stage.run_unit, unit, config, str(work.root), stage.name,
-            stage.version, chash, inputs, *prerequisites,
+            stage.version, chash, inputs, *prerequisites, progress_topic=topic,
             key=f"{stage.name}-{unit.key}-{os.urandom(4).hex()}", pure=False,
             retries=retries, resources=dict(unit.resources) if unit.resources else None,
             # first the units others wait for: a subject's shape before any other's poses
@@ -439,32 +624,52 @@ def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries
         )
         futures[fut] = unit.key
         by_key[unit.key] = fut
-    bar = tqdm(total=skipped + len(todo), initial=skipped, desc=stage.name, unit="unit",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    failed = sum(o.result == "failed" for o in outcomes.values())
+
+    def on_event(event) -> None:  # on the client's event-loop thread
+        msg = event[1] if isinstance(event, tuple) else event
+        with contextlib.suppress(Exception):
+            board.item_report(msg["unit"], msg["done"], msg["total"], msg["what"])
+
+    client.subscribe_topic(topic, on_event)
+    pending = dict(futures)
     try:
-        bar.update(failed)
-        for fut in as_completed(list(futures)):
-            key = futures[fut]
-            try:
-                result = fut.result()
-            except Exception as e:  # lost workers (KilledWorker), unpicklable inputs, ...
-                result = {"key": key, "ok": False, "reason": one_line(e)}
-            o = outcomes[key]
-            o.seconds = result.get("seconds", 0.0)
-            if result["ok"]:
-                o.result, o.info = "done", result.get("info", {})
-            else:
-                o.result, o.reason = "failed", result["reason"]
-                failed += 1
-                log.info("%s %s failed: %s", stage.name, key, o.reason)
-            bar.set_postfix(failed=failed, refresh=False)
-            bar.update(1)
-    except BaseException:
-        client.cancel(list(futures))
+        while pending:
+            finished = [f for f in pending if f.done()]
+            for fut in finished:
+                key = pending.pop(fut)
+                try:
+                    result = fut.result()
+                except Exception as e:  # lost workers (KilledWorker), unpicklable inputs, ...
+                    result = {"key": key, "ok": False, "reason": one_line(e)}
+                o = outcomes[key]
+                o.seconds = result.get("seconds", 0.0)
+                if result["ok"]:
+                    o.result, o.info = "done", result.get("info", {})
+                else:
+                    o.result, o.reason = "failed", result["reason"]
+                    log.info("%s %s failed: %s", stage.name, key, o.reason)
+                board.unit_finished(key, ok=result["ok"])
+            board.tick()
+            if pending and not finished:
+                time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        with sigint_ignored():  # let the cancel through before a second Ctrl-C
+            with contextlib.suppress(Exception):
+                client.cancel(list(pending))
+        for key in pending.values():
+            outcomes[key].result = "interrupted"
+        board.close()
         raise
+    except BaseException:
+        with contextlib.suppress(Exception):
+            client.cancel(list(pending))
+        board.close()
+        raise
+    else:
+        board.close()
     finally:
-        bar.close()
+        with contextlib.suppress(Exception):
+            client.unsubscribe_topic(topic)
 
 
 def package_versions() -> dict[str, str]:

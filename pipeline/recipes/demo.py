@@ -44,6 +44,17 @@ class DemoConfig:
     """Show progress bars."""
 
 
+def written_selection(config: SyntheticReleaseConfig):
+    """The subjects and sequences the synthetic release holds: metadata.xml lists every
+    sequence of Human3.6M, and those the demo chose not to write are no release problem."""
+    from pipeline.release.metadata import default_metadata
+    from pipeline.selection import Selection
+
+    metadata = default_metadata()
+    names = sorted({metadata.basename(s, a, sub) for s in config.subjects for a, sub in config.sequences})
+    return Selection(subjects=tuple(config.subjects), actions=tuple(names))
+
+
 def ensure_release(work: WorkDir, config: SyntheticReleaseConfig, echo) -> Path:
     """WORK/release, written unless a release with the same config is already there."""
     from pipeline.synthetic.release import write_synthetic_release
@@ -126,6 +137,7 @@ def ensure_training(work: WorkDir, train_dir: Path, config: DemoConfig, echo) ->
 
 def run_demo(work_dir: Path, config: DemoConfig = DemoConfig(), echo=print) -> dict:
     """Run everything; returns the summary printed at the end."""
+    from nvf.evaluate import evaluation_path
     from nvf.train import evaluate
     from pipeline.checks.audit import read_fits, summarize
     from pipeline.orchestration.api import run_stages
@@ -146,7 +158,7 @@ def run_demo(work_dir: Path, config: DemoConfig = DemoConfig(), echo=print) -> d
     lap("release")
     from pipeline.release.h36m import format_release_table, read_release
 
-    echo(format_release_table(read_release(release)))
+    echo(format_release_table(read_release(release, written_selection(config.release))))
     reports = run_stages(
         ["extract", "fit", "sample", "h3wb"], work.root, h36m=release,
         options={"body_model": "synthetic", "split": config.split, "train_stride": config.train_stride,
@@ -166,7 +178,7 @@ def run_demo(work_dir: Path, config: DemoConfig = DemoConfig(), echo=print) -> d
     test_dir = work.shards_dir(f"{config.split}-test")
     run = ensure_training(work, train_dir, config, echo)
     lap("train")
-    report = run / f"eval_{test_dir.name}.json"
+    report = evaluation_path(run, test_dir)
     if _newer_than(report, [run / "checkpoint.pt", test_dir / "index.json"]) and \
             "baselines" in json.loads(report.read_text()):
         echo(f"evaluate: up to date ({report})")

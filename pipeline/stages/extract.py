@@ -145,6 +145,8 @@ def extract_frames(video: Path, frames: list[int], outputs, jpeg_quality: int) -
     """
     import cv2
 
+    from pipeline.stages.progress import unit_progress
+
     if not frames:
         return {"frames": 0}
     # parallelism comes from units on all cores: OpenCV's own thread pool would only
@@ -159,6 +161,7 @@ def extract_frames(video: Path, frames: list[int], outputs, jpeg_quality: int) -
     try:
         it = iter(zip(frames, outputs, strict=True))
         want, out = next(it)
+        written = 0
         for index in range(frames[-1] + 1):
             if not cap.grab():
                 raise DataError(f"{video}: video ends at frame {index}, "
@@ -172,6 +175,8 @@ def extract_frames(video: Path, frames: list[int], outputs, jpeg_quality: int) -
             if not ok:
                 raise DataError(f"{video}: cannot encode frame {index} as JPEG")
             atomic_write_bytes(out, jpeg.tobytes())
+            written += 1
+            unit_progress(written, len(frames), "frames")
             want, out = next(it, (None, None))
     finally:
         cap.release()

@@ -187,6 +187,9 @@ def run_unit(unit: Unit, config: FitStageConfig) -> dict:
     if len(frame_index) == 0:
         raise DataError(f"{work.joints_world(subject, seq)}: the --frames range selects no frame "
                         f"(sequence has {len(joints)})")
+    from pipeline.stages.progress import unit_progress
+
+    unit_progress(0, len(frame_index), "frames")  # the total, for the client's ETA
     with idle_core_threads():
         fit = fitter.fit_sequence(joints[frame_index], betas, shape.skeleton_offsets_m)
     write_fit_sequence(work.fit_sequence(subject, seq), fit_record(fit, betas, frame_index, model.sha256))

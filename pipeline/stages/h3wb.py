@@ -278,7 +278,7 @@ def run_unit(unit, config: H3WBConfig, joints_fn: JointsFn | None = None) -> dic
     }
     atomic_write_json(work.h3wb_dir / f"manifest_{split}.json", manifest)
     update_manifest(work.h3wb_dir, split, manifest)
-    return {"split": split, **{k: v for k, v in manifest["counts"].items() if k != "files"}}
+    return {"split": split, **manifest["counts"]}  # "files": samples per file, for the summary
 
 
 def build_h3wb(work, config: H3WBConfig, joints_fn: JointsFn | None = None) -> dict:
@@ -302,6 +302,10 @@ STAGE = Stage(
     plan=plan,
     run_unit=run_unit,
     default_stride=1,
+    stride_help=("--stride N takes every N-th of the fitted frames that have an extracted image in "
+                 "every camera (default 1: all of them). Images exist only where extract kept them: "
+                 "with extract's default stride 5, --stride 1 gives every 5th mocap frame and "
+                 "--stride 2 every 10th. The manifest counts frames with images and after the stride."),
     options=(
         StageOption("train", str, "Training subjects, comma-separated (H3WB: S1,S5,S6,S7)."),
         StageOption("test", str, "Test subjects, comma-separated (H3WB: S8)."),

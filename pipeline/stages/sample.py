@@ -329,11 +329,16 @@ def shard_config(config: SampleConfig):
 
 
 def run_unit(unit: Unit, config: SampleConfig) -> dict:
+    from pipeline.stages.progress import unit_progress
     from sampling.shards import write_shard
 
     work = WorkDir(unit.payload["work"])
     cache: dict = {}
-    samples = [make_sample(s, work, unit.payload["model"], config, cache) for s in unit.payload["specs"]]
+    specs = unit.payload["specs"]
+    samples = []
+    for spec in specs:
+        samples.append(make_sample(spec, work, unit.payload["model"], config, cache))
+        unit_progress(len(samples), len(specs), "samples")
     unit.outputs[0].parent.mkdir(parents=True, exist_ok=True)
     info = write_shard(unit.outputs[0], samples, shard_config(config))
     return {"samples": info.samples, "sha256": info.sha256, "bytes": info.bytes}

@@ -194,7 +194,42 @@ def test_cli_train_resume_evaluate(tmp_path, split):
     r = runner.invoke(main, ["evaluate", "--run", str(run), "--shards", str(split), "--no-progress"])
     assert r.exit_code == 0, r.output
     assert "PA-MPJPE" in r.output and "Walking" in r.output and "RWrist" in r.output
-    report = json.loads((run / "eval_train.json").read_text())
+    from nvf.evaluate import evaluation_path
+
+    report = json.loads(evaluation_path(run, split).read_text())
     assert report["samples"] == 3 and set(report["per_joint"]) == set(ShardDataset(split).joint_names)
     r = runner.invoke(main, ["evaluate", "--run", str(tmp_path / "nope"), "--shards", str(split)])
     assert r.exit_code == 1 and "config.json" in r.output
+
+
+def test_evaluate_refuses_unlike_shards_and_never_overwrites_another_evaluation(tmp_path, split):
+    """Shards with another point count than the training shards: refused (named) unless
+    --force; each split's evaluation has its own file, named by the shards' checksums."""
+    from nvf.evaluate import evaluation_path
+
+    run = tmp_path / "run"
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(TINY))
+    runner = CliRunner()
+    assert runner.invoke(main, ["train", "--shards", str(split), "--run", str(run), "--config", str(cfg),
+                                "--epochs", "1", "--no-progress"]).exit_code == 0
+    other = write_synthetic_split(tmp_path / "other", "train", 2,
+                                  ShardConfig(radius=0.2, num_points=128, image_size=32), samples_per_shard=2)
+    refused = runner.invoke(main, ["evaluate", "--run", str(run), "--shards", str(other), "--no-progress"])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert "num_points 256 → 128" in refused.output and "--force" in refused.output
+    assert not list(run.glob("eval_*.json"))
+    same = runner.invoke(main, ["evaluate", "--run", str(run), "--shards", str(split), "--no-progress"])
+    forced = runner.invoke(main, ["evaluate", "--run", str(run), "--shards", str(other), "--no-progress", "--force"])
+    assert same.exit_code == 0 and forced.exit_code == 0, forced.output
+    first, second = evaluation_path(run, split), evaluation_path(run, other)
+    assert first != second and first.name.startswith("eval_train_") and second.name.startswith("eval_train_")
+    assert json.loads(first.read_text())["samples"] == 3 and json.loads(second.read_text())["samples"] == 2
+    assert str(first) in same.output
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_unknown_device_is_a_usage_error(tmp_path, command):
+    args = ["--shards", str(tmp_path), "--run", str(tmp_path), "--device", "gpu"]
+    result = CliRunner().invoke(main, [command, *args])
+    assert result.exit_code == 2 and "unknown device 'gpu'" in result.output and "Traceback" not in result.output

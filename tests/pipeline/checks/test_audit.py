@@ -81,3 +81,75 @@ def test_show_fit_without_image_is_a_clear_error(audited_work, tmp_path):
                                        "--out", str(work), "-o", str(tmp_path / "x.png")])
     assert result.exit_code == 1
     assert "no extracted image" in result.output and "Traceback" not in result.output
+
+
+def show_fit(work, *args, output=None):
+    return CliRunner().invoke(main, ["show-fit", *[str(a) for a in args], "--out", str(work),
+                                     "-o", str(output or work / "unused.png")])
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("S9", "Walking", "--frame", "4", "--camera", "54138969"), "sequence Walking: not fitted for S9; give the subaction: Walking_1"),
+    (("S9", "Walking_1", "--frame", "4", "--camera", "123"), "--camera 123: not a camera of S9 Walking_1 (cameras: 54138969"),
+    (("S19", "Walking_1", "--frame", "4", "--camera", "54138969"), "subject S19: not fitted"),
+    (("S9", "Walking_1", "--frame", "100000", "--camera", "54138969"), "--frame 100000: past the end of S9 Walking_1 (frames 0 to"),
+], ids=["missing subaction", "bad camera", "unknown subject", "frame past the end"])
+def test_show_fit_mistakes_each_get_their_own_message(audited_work, args, needle):
+    work, _ = audited_work
+    result = show_fit(work, *args)
+    assert result.exit_code == 2, result.output
+    assert needle in result.output
+    assert "stride that keeps it" not in result.output and "WARN" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_show_fit_writes_the_format_of_the_suffix(audited_work, tmp_path):
+    work, _ = audited_work
+    args = ("S9", "Walking_1", "--frame", "4", "--camera", "54138969")
+    for name, magic in (("fit.jpg", b"\xff\xd8\xff"), ("fit.JPEG", b"\xff\xd8\xff"), ("fit.png", b"\x89PNG")):
+        assert show_fit(work, *args, output=tmp_path / name).exit_code == 0
+        assert (tmp_path / name).read_bytes()[:len(magic)] == magic, name
+    bad = show_fit(work, *args, output=tmp_path / "fit.bmp")
+    assert bad.exit_code == 2 and "unknown image format .bmp" in bad.output
+    assert not (tmp_path / "fit.bmp").exists()
+
+
+def test_mocap_joints_stay_visible_over_the_fitted_ones(audited_work, tmp_path):
+    """The fit is the truth (fitted ≈ mocap joints): at each mocap joint the pixel is red,
+    3 px beside it the fitted joint's green ring shows."""
+    import cv2
+
+    from fitting.joint_sets import H36M17_FROM_H36M32
+    from pipeline.artifacts import read_joints_world
+    from pipeline.checks.overlays import load_cameras
+    from pipeline.store import WorkDir
+
+    work, _ = audited_work
+    out = tmp_path / "fit.png"
+    assert show_fit(work, "S9", "Walking_1", "--frame", "4", "--camera", "54138969", output=out).exit_code == 0
+    image = cv2.imread(str(out)).astype(int)
+    camera = next(c for c in load_cameras(WorkDir(work), "S9", "Walking_1") if c.id == "54138969")
+    mocap = read_joints_world(work / "extract" / "S9" / "Walking_1" / "joints_world.npy")[4][H36M17_FROM_H36M32]
+    uv = np.rint(np.asarray(camera.project(mocap))).astype(int)
+    red = [image[v, u, 2] > 150 and image[v, u, 1] < 120 for u, v in uv]
+    green = [any(image[v + dv, u + du, 1] > 150 and image[v + dv, u + du, 2] < 120
+                 for du, dv in ((3, 0), (-3, 0), (0, 3), (0, -3))) for u, v in uv]
+    assert np.mean(red) > 0.8 and np.mean(green) > 0.8, (red, green)
+
+
+def test_audit_rejects_an_unknown_camera(audited_work):
+    work, _ = audited_work
+    result = CliRunner().invoke(main, ["audit", "--out", str(work), "--camera", "123", "--worst", "0"])
+    assert result.exit_code == 2, result.output
+    assert "--camera 123: not a camera of the fitted sequences; known: 54138969" in result.output
+
+
+def test_audit_takes_the_read_side_of_the_lock(audited_work):
+    from pipeline.store import WorkDir
+
+    work, _ = audited_work
+    with WorkDir(work).lock():  # a run holds WORK
+        busy = CliRunner().invoke(main, ["audit", "--out", str(work), "--worst", "0"])
+    assert busy.exit_code == 1 and "another run holds this work dir" in busy.output, busy.output
+    with WorkDir(work).lock(shared=True):  # another reader does not block it
+        assert CliRunner().invoke(main, ["audit", "--out", str(work), "--worst", "0"]).exit_code == 0

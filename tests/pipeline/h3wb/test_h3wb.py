@@ -573,3 +573,73 @@ def test_cli_h3wb_stage_with_smplx(tmp_path):
                                  (112, "right_wrist"), (20, "right_big_toe"), (132, "right_pinky")):
             expect = np.array(cam["R"]) @ joints[JOINT_NAMES.index(smplx_name)] * 1000
             assert np.allclose([got[str(coco)][a] for a in "xyz"], expect, atol=0.05), (coco, smplx_name)
+
+
+def test_stride_help_and_behaviour_agree():
+    """--stride counts frames that have images (help says so); here images every 5th frame,
+    --stride 2: every 10th mocap frame."""
+    from types import SimpleNamespace
+
+    from cli import main
+    from pipeline.stages.h3wb import STAGE, select_frames
+
+    result = CliRunner().invoke(main, ["h3wb", "--help"])
+    assert "every N-th of the fitted frames that have an extracted image" in " ".join(result.output.split())
+    fit = SimpleNamespace(frame_index=np.arange(40), mpjpe_mm=np.zeros(40))
+    cameras = [SimpleNamespace(id="54138969")]
+    images = {f"S1_Walking_1.54138969_{f + 1:06d}.jpg" for f in range(0, 40, 5)}
+    rows, counts = select_frames(fit, cameras, images, "S1", "Walking_1", Selection(stride=2), 50.0)
+    assert fit.frame_index[rows].tolist() == [0, 10, 20, 30]
+    assert counts["with_images"] == 8 and counts["strided"] == 4
+    assert STAGE.default_stride == 1
+
+
+def test_videopose3d_test_file_loads_as_h3wb_loader_reads_it(built):
+    """H3WB's Human3WBDataset (utils/prepare_data_h3wb.py) reads ``['train_data']`` and
+    ``['metadata']`` of any file, then for each subject and action ``global_3d`` and, per
+    camera id in the fixed order, ``camera_3d``, ``pose_2d`` and ``metadata[subject][cam]``."""
+    work, _ = built
+    check_data = np.load(work / "h3wb" / "videopose3d_test.npz", allow_pickle=True)
+    assert set(check_data.files) == {"metadata", "train_data"}
+    metadata, data = check_data["metadata"].item(), check_data["train_data"].item()
+    assert set(data) == {"S8"}  # the test subject only
+    for subject, actions in data.items():
+        assert [metadata[subject][cam] for cam in CAMERA_IDS]
+        for act in actions.values():
+            frames = len(act["global_3d"])
+            assert act["global_3d"].shape == (frames, 133, 3)
+            for cam in CAMERA_IDS:
+                assert act[cam]["camera_3d"].shape == (frames, 133, 3)
+                assert act[cam]["pose_2d"].shape == (frames, 133, 2)
+
+
+def test_h3wb_eval_detects_predictions_in_metres(built, tmp_path):
+    """The ground truth itself written in metres: refused with the flag to pass; converted with
+    --pred-units m (then every error is 0); a unit that is neither is refused too."""
+    from cli import main
+
+    work, _ = built
+    gt = work / "h3wb" / "2Dto3D_test_3d.json"
+    data = json.loads(gt.read_text())
+
+    def scaled(factor, name):
+        copy = json.loads(json.dumps(data))
+        for sample in copy.values():
+            for p in sample["keypoints_3d"].values():
+                for axis in ("x", "y", "z"):
+                    p[axis] *= factor
+        path = tmp_path / name
+        path.write_text(json.dumps(copy))
+        return str(path)
+
+    metres = scaled(1e-3, "pred_m.json")
+    refused = CliRunner().invoke(main, ["h3wb-eval", "--pred", metres, "--gt", str(gt)])
+    assert refused.exit_code == 1 and "look like metres" in refused.output and "--pred-units m" in refused.output
+    out = tmp_path / "m.json"
+    converted = CliRunner().invoke(main, ["h3wb-eval", "--pred", metres, "--gt", str(gt), "--pred-units", "m",
+                                          "--json", str(out)])
+    assert converted.exit_code == 0, converted.output
+    result = json.loads(out.read_text())
+    assert result["pred_units"] == "m" and max(result["mpjpe_mm"].values()) < 1e-6
+    cm = CliRunner().invoke(main, ["h3wb-eval", "--pred", scaled(0.1, "pred_cm.json"), "--gt", str(gt)])
+    assert cm.exit_code == 1 and "neither millimetres nor metres" in cm.output

@@ -198,3 +198,20 @@ def test_unknown_or_bad_sample_options_are_usage_errors(sampled_work):
                        (["--points", "0"], "--points")):
         result = runner.invoke(main, ["sample", "--out", str(sampled_work), *bad])
         assert result.exit_code == 2 and words in result.output, result.output
+
+
+def test_validate_outside_work_reports_the_crop_check_as_not_run(sampled_work, tmp_path):
+    """A split copied away from its WORK has no source frames: the crop check cannot run; it
+    is listed, fails without --allow-skipped, and no OpenCV warning comes before it."""
+    split = tmp_path / "elsewhere" / "shards" / SPLIT
+    shutil.copytree(sampled_work / "shards" / SPLIT, split)
+    args = ["validate", str(split), "--samples", "1", "--points", "16",
+            "--body-model", str(sampled_work / "bodymodel")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "NOT RUN:" in result.output and "crop check not run" in result.output
+    assert "OK" not in result.output and "can't open" not in result.output
+    assert "pass --allow-skipped" in result.output
+    allowed = CliRunner().invoke(main, [*args, "--allow-skipped"])
+    assert allowed.exit_code == 0, allowed.output
+    assert "OK:" in allowed.output and "1 checks not run (allowed)" in allowed.output
