@@ -111,6 +111,12 @@ def render_mesh(vertices_world: np.ndarray, faces: np.ndarray, albedo_bgr: np.nd
     vertices_world (V, 3) world metres; faces (F, 3) int; albedo_bgr (V, 3) in [0, 255];
     backdrop (H, W, 3) uint8 of the camera's size. Returns (H, W, 3) uint8 BGR.
     """
+    return render_mesh_and_mask(vertices_world, faces, albedo_bgr, camera, backdrop)[0]
+
+
+def render_mesh_and_mask(vertices_world: np.ndarray, faces: np.ndarray, albedo_bgr: np.ndarray,
+                         camera: Camera, backdrop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`render_mesh` and the (H, W) bool silhouette: the pixels the mesh covers."""
     cam = cam_from_world(np.asarray(vertices_world, dtype=np.float64), camera.R, camera.t)
     uv = project_h36m(cam, camera.K, camera.dist)
     faces = np.ascontiguousarray(faces, dtype=np.int64)
@@ -119,4 +125,4 @@ def render_mesh(vertices_world: np.ndarray, faces: np.ndarray, albedo_bgr: np.nd
     image = np.array(backdrop, dtype=np.uint8, copy=True)
     zbuf = np.full(image.shape[:2], np.inf, dtype=np.float64)
     _rasterize(uv, np.ascontiguousarray(cam[:, 2]), faces, colors, image, zbuf, NEAR_M)
-    return image
+    return image, np.isfinite(zbuf)
