@@ -72,6 +72,17 @@ class SequenceInfo:
     def camera_ids(self) -> tuple[str, ...]:
         return tuple(c.id for c in self.cameras)
 
+    def mask(self, kind: str, camera_id: str):
+        """The release's ``MySegmentsMat`` file of ``kind`` for a camera (a lazily read
+        ``pipeline.release.masks.MaskFile``), or None where the release had none usable."""
+        from pipeline.release.masks import MaskFile
+
+        entry = self.raw.get("masks", {}).get(kind, {}).get(camera_id)
+        if not entry:
+            return None
+        return MaskFile(Path(entry["path"]), kind, int(entry["frames"]), int(entry["width"]),
+                        int(entry["height"]))
+
     def camera(self, camera_id: str) -> Camera:
         """The camera called ``camera_id``; DataError listing the sequence's cameras otherwise."""
         for c in self.cameras:

@@ -130,7 +130,11 @@ def test_bs_masks_are_the_rendered_person(release):
 
 
 def test_bs_defects_option_degrades_the_silhouette(model_cache):
-    from pipeline.synthetic.segments import SilhouetteDefects, background_subtraction, largest_component
+    from pipeline.synthetic.segments import (
+        SilhouetteDefects,
+        background_subtraction,
+        largest_component,
+    )
 
     silhouette = np.zeros((120, 80), bool)
     silhouette[10:110, 30:50] = True
