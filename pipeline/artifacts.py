@@ -113,6 +113,10 @@ def sequence_record(seq, sources: Mapping[str, Path], joints_shape) -> dict:
         "sources": src,
         "joints_world": {"file": "joints_world.npy", "shape": list(joints_shape), "dtype": "float32",
                          "unit": "m", "frame": "world", "joints": "h36m32"},
+        # the release's usable MySegmentsMat files (pipeline.release.masks), read lazily later
+        "masks": {kind: {c: {"path": str(m.path), "frames": m.frames, "width": m.width, "height": m.height}
+                         for c, m in sorted(found.items())}
+                  for kind, found in sorted(getattr(seq, "masks", {}).items())},
     }
 
 

@@ -97,6 +97,46 @@ def _rasterize(uv, depth, faces, colors, image, zbuf, near):  # pragma: no cover
                         image[y, x, k] = min(max(int(value + 0.5), 0), 255)
 
 
+@njit(cache=True, nogil=True)
+def _rasterize_coverage(uv, depth, faces, mask, near):  # pragma: no cover - numba
+    """Set mask (H, W) where a triangle covers a pixel centre: the same coverage rule (and
+    near-plane and degenerate-triangle skips) as :func:`_rasterize`, without colour or depth."""
+    H, W = mask.shape
+    for f in range(faces.shape[0]):
+        a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
+        if depth[a] < near or depth[b] < near or depth[c] < near:
+            continue
+        xa, ya = uv[a, 0], uv[a, 1]
+        xb, yb = uv[b, 0], uv[b, 1]
+        xc, yc = uv[c, 0], uv[c, 1]
+        area = (xb - xa) * (yc - ya) - (yb - ya) * (xc - xa)
+        if area == 0.0:
+            continue
+        x0 = max(int(np.ceil(min(xa, min(xb, xc)))), 0)
+        x1 = min(int(np.floor(max(xa, max(xb, xc)))), W - 1)
+        y0 = max(int(np.ceil(min(ya, min(yb, yc)))), 0)
+        y1 = min(int(np.floor(max(ya, max(yb, yc)))), H - 1)
+        inv = 1.0 / area
+        for y in range(y0, y1 + 1):
+            for x in range(x0, x1 + 1):
+                w0 = ((xb - x) * (yc - y) - (yb - y) * (xc - x)) * inv
+                w1 = ((xc - x) * (ya - y) - (yc - y) * (xa - x)) * inv
+                if w0 >= 0.0 and w1 >= 0.0 and 1.0 - w0 - w1 >= 0.0:
+                    mask[y, x] = True
+
+
+def mesh_silhouette(vertices_world: np.ndarray, faces: np.ndarray, camera: Camera) -> np.ndarray:
+    """(H, W) bool: the pixels (centres at integers) a mesh covers in ``camera``, projected
+    exactly through the Human3.6M lens model per vertex — the silhouette :func:`render_mesh`
+    draws. vertices_world (V, 3) world metres; faces (F, 3) int."""
+    cam = cam_from_world(np.asarray(vertices_world, dtype=np.float64), camera.R, camera.t)
+    uv = np.ascontiguousarray(project_h36m(cam, camera.K, camera.dist))
+    mask = np.zeros((camera.height, camera.width), dtype=np.bool_)
+    _rasterize_coverage(uv, np.ascontiguousarray(cam[:, 2]), np.ascontiguousarray(faces, dtype=np.int64),
+                        mask, NEAR_M)
+    return mask
+
+
 def background(camera: Camera, color_bgr) -> np.ndarray:
     """A plain backdrop (H, W, 3) uint8 with a soft vertical gradient (floor darker)."""
     rows = np.linspace(1.08, 0.85, camera.height, dtype=np.float32)[:, None, None]
