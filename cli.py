@@ -186,9 +186,11 @@ def validate(shards: Path, samples: int, points: int, body_model: str, seed: int
               help="Synthetic release (or its groundtruth/) to measure PVE against (default: the extracted one's).")
 @click.option("--intersection-stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Self-intersection depth on every N-th fitted frame.")
+@click.option("--silhouette-stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Silhouette IoU against ground_truth_bs masks on every N-th fitted frame.")
 @user_errors
 def audit(work: Path, body_model: str, worst: int, camera: str | None, groundtruth: Path | None,
-          intersection_stride: int) -> None:
+          intersection_stride: int, silhouette_stride: int) -> None:
     """Write the fit-quality report WORK/audit/index.html (+ summary.json, plots, overlays)."""
     import json
 
@@ -197,7 +199,8 @@ def audit(work: Path, body_model: str, worst: int, camera: str | None, groundtru
     from pipeline.store import WorkDir
 
     wd = WorkDir(work)
-    config = AuditConfig(body_model, worst, camera, groundtruth=groundtruth, intersection_stride=intersection_stride)
+    config = AuditConfig(body_model, worst, camera, groundtruth=groundtruth, intersection_stride=intersection_stride,
+                         silhouette_stride=silhouette_stride)
     index = write_audit(wd, config, resolve_body_model(body_model, wd.root))
     for line in audit_headline(json.loads((index.parent / "summary.json").read_text())):
         click.echo(line)
@@ -358,22 +361,24 @@ def demo(work: Path, epochs: int, workers: int | None, scheduler: str | None, no
               help="Fitted frames allowed with a rotation vector > 180° or a joint beyond its limits.")
 @click.option("--max-beta-norm", type=float, default=3.0, show_default=True, help="Largest |β| per subject.")
 @click.option("--fail-on-mismatch", is_flag=True, help="A detected skeleton mismatch fails (default: warning).")
+@click.option("--min-silhouette-iou", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+              help="Lowest mean IoU of the fitted silhouette with ground_truth_bs masks (where present).")
 @body_model_option
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write the checks as JUnit XML.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="dask workers.")
 @click.option("--scheduler", default=None, help="Attach to an existing dask scheduler.")
 @user_errors
 def spot_check(h36m: Path, frames_per_sequence: int, max_fit_p95_mm: float, max_implausible_frames: int,
-               max_beta_norm: float, fail_on_mismatch: bool, body_model: str, junit: Path | None,
-               workers: int | None, scheduler: str | None, **selection) -> None:
+               max_beta_norm: float, fail_on_mismatch: bool, min_silhouette_iou: float, body_model: str,
+               junit: Path | None, workers: int | None, scheduler: str | None, **selection) -> None:
     """Every stage on a small subset in a temporary work dir; exit 0 only if all checks hold."""
     from pipeline.recipes.spotcheck import SpotCheckConfig, format_verdict, junit_xml, spot_check
     from pipeline.store import atomic_write_bytes
 
     config = SpotCheckConfig(frames=frames_per_sequence, max_fit_p95_mm=max_fit_p95_mm,
                              max_implausible_frames=max_implausible_frames, max_beta_norm=max_beta_norm,
-                             fail_on_mismatch=fail_on_mismatch, body_model=body_model,
-                             workers=workers, scheduler=scheduler)
+                             fail_on_mismatch=fail_on_mismatch, min_silhouette_iou=min_silhouette_iou,
+                             body_model=body_model, workers=workers, scheduler=scheduler)
     quiet_dask_logs()
     checks = spot_check(h36m, build_selection_from(selection), config, echo=click.echo)
     click.echo(format_verdict(checks))
