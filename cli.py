@@ -104,7 +104,8 @@ MISMATCHED_MARKER_NOISE_MM = 5.0
 @click.option("--frames", type=click.IntRange(min=1), default=100, show_default=True,
               help="Frames per sequence (50 fps).")
 @click.option("--scale", type=float, default=None,
-              help="Image scale against the real cameras (default: the library's).")
+              help="Image scale against the real 1000-px cameras (default 1: the real resolution; "
+                   "smaller for tests, e.g. 0.2).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
 @click.option("--marker-noise-mm", type=click.FloatRange(min=0), default=None,
               help="Gaussian noise added to the written mocap (mm, per coordinate; default 0, "
@@ -122,9 +123,14 @@ MISMATCHED_MARKER_NOISE_MM = 5.0
 @click.option("--model-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Work dir whose bodymodel/ keeps the generated body model (e.g. the "
                    "pipeline's --out); default: a temporary folder.")
+@click.option("--masks", default="ground_truth_bb,ground_truth_bs", show_default=True,
+              help="MySegmentsMat folders to write, comma-separated (empty: none).")
+@click.option("--mask-defects", is_flag=True,
+              help="ground_truth_bs with real background subtraction's defects (holes, a shadow, "
+                   "speckle, a missed limb now and then) instead of the exact silhouette.")
 @user_errors
 def demo_data(out: Path, subjects: str, sequences: str, scale: float | None, marker_noise_mm: float | None,
-              **kwargs) -> None:
+              masks: str, **kwargs) -> None:
     """Write a synthetic Human3.6M release with known ground truth into OUT."""
     if marker_noise_mm is None:
         marker_noise_mm = MISMATCHED_MARKER_NOISE_MM if kwargs["mocap_skeleton"] == "mismatched" else 0.0
@@ -139,6 +145,7 @@ def demo_data(out: Path, subjects: str, sequences: str, scale: float | None, mar
         sequences=tuple(parse_sequence_key(s) for s in sequences.split(",") if s.strip()),
         **({} if scale is None else {"scale": scale}),
         marker_noise_mm=marker_noise_mm,
+        masks=tuple(m.strip() for m in masks.split(",") if m.strip()),
         **kwargs,
     )
     write_synthetic_release(out, config)
@@ -186,7 +193,7 @@ def validate(shards: Path, samples: int, points: int, body_model: str, seed: int
               help="Synthetic release (or its groundtruth/) to measure PVE against (default: the extracted one's).")
 @click.option("--intersection-stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Self-intersection depth on every N-th fitted frame.")
-@click.option("--silhouette-stride", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--silhouette-stride", type=click.IntRange(min=1), default=5, show_default=True,
               help="Silhouette IoU against ground_truth_bs masks on every N-th fitted frame.")
 @user_errors
 def audit(work: Path, body_model: str, worst: int, camera: str | None, groundtruth: Path | None,

@@ -33,11 +33,15 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 8-connected component of a bool mask (all False when empty)."""
     import cv2
 
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if count <= 1:
-        return np.zeros_like(mask, dtype=bool)
+    out = np.zeros(mask.shape, dtype=bool)
+    work = mask.astype(np.uint8)
+    x, y, w, h = cv2.boundingRect(work)  # label only the occupied box: a person is a small part
+    if w == 0 or h == 0:
+        return out
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(work[y:y + h, x:x + w], connectivity=8)
     biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return labels == biggest
+    out[y:y + h, x:x + w] = labels == biggest
+    return out
 
 
 def background_subtraction(silhouette: np.ndarray, defects: SilhouetteDefects | None,

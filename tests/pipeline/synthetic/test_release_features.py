@@ -187,3 +187,21 @@ def test_nasa_cdf_library_reads_every_cdf_as_cdflib(release):
             theirs = cdf["Pose"][...]
         assert theirs.shape == ours.shape and theirs.dtype == ours.dtype, path
         assert np.array_equal(theirs, ours), path
+
+
+def test_demo_data_mask_options(tmp_path, model_cache):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    out = tmp_path / "release"
+    args = ["demo-data", str(out), "--subjects", "S9", "--sequences", "Walking-1", "--frames", "2",
+            "--scale", "0.2", "--workers", "1", "--model-cache", str(model_cache)]
+    bad = CliRunner().invoke(main, [*args, "--masks", "ground_truth_box"])
+    assert bad.exit_code != 0 and "mask kind 'ground_truth_box' is not one of" in bad.output
+    assert "Traceback" not in bad.output
+    ok = CliRunner().invoke(main, [*args, "--masks", "ground_truth_bs", "--mask-defects"])
+    assert ok.exit_code == 0, ok.output
+    assert [p.name for p in (out / "S9" / "MySegmentsMat").iterdir()] == ["ground_truth_bs"]
+    masks = _third_party_masks(out / "S9" / "MySegmentsMat" / "ground_truth_bs" / f"{BASENAME}.54138969.mat")
+    assert len(masks) == 2 and all(m.any() for m in masks)
