@@ -164,7 +164,7 @@ def silhouette_outline_image(work: WorkDir, model, subject: str, sequence: str, 
     image = cv2.imread(str(work.image(subject, sequence, camera_id, frame)))
     if image is None or image.shape[:2] != mask.shape:
         image = np.where(mask[..., None], 150, 40).astype(np.uint8).repeat(3, axis=-1)
-    for m, color in ((mask, (40, 40, 230)), (fitted, (40, 200, 40))):
+    for m, color, width in ((mask, (40, 40, 230), 3), (fitted, (40, 200, 40), 1)):  # both stay visible
         contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        cv2.drawContours(image, contours, -1, color, 2)
+        cv2.drawContours(image, contours, -1, color, width)
     return image
