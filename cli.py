@@ -107,7 +107,8 @@ MISMATCHED_MARKER_NOISE_MM = 5.0
 @click.option("--frames", type=click.IntRange(min=1), default=100, show_default=True,
               help="Frames per sequence (50 fps).")
 @click.option("--scale", type=float, default=None,
-              help="Image scale against the real cameras (default: the library's).")
+              help="Image scale against the real 1000-px cameras (default 1: the real resolution; "
+                   "smaller for tests, e.g. 0.2).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
 @click.option("--marker-noise-mm", type=click.FloatRange(min=0), default=None,
               help="Gaussian noise added to the written mocap (mm, per coordinate; default 0, "
@@ -125,10 +126,15 @@ MISMATCHED_MARKER_NOISE_MM = 5.0
 @click.option("--model-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Work dir whose bodymodel/ keeps the generated body model (e.g. the "
                    "pipeline's --out); default: a temporary folder.")
+@click.option("--masks", default="ground_truth_bb,ground_truth_bs", show_default=True,
+              help="MySegmentsMat folders to write, comma-separated (empty: none).")
+@click.option("--mask-defects", is_flag=True,
+              help="ground_truth_bs with real background subtraction's defects (holes, a shadow, "
+                   "speckle, a missed limb now and then) instead of the exact silhouette.")
 @click.option("--force", is_flag=True, help="Overwrite the release (or other files) already in OUT.")
 @user_errors
 def demo_data(out: Path, subjects: str, sequences: str, scale: float | None, marker_noise_mm: float | None,
-              force: bool, **kwargs) -> None:
+              masks: str, force: bool, **kwargs) -> None:
     """Write a synthetic Human3.6M release with known ground truth into OUT (refuses a folder
     that is not empty unless --force)."""
     if not force and out.is_dir() and any(out.iterdir()):
@@ -147,6 +153,7 @@ def demo_data(out: Path, subjects: str, sequences: str, scale: float | None, mar
         sequences=tuple(parse_sequence_key(s) for s in sequences.split(",") if s.strip()),
         **({} if scale is None else {"scale": scale}),
         marker_noise_mm=marker_noise_mm,
+        masks=tuple(m.strip() for m in masks.split(",") if m.strip()),
         **kwargs,
     )
     write_synthetic_release(out, config)
@@ -220,10 +227,12 @@ def validate(shards: Path, samples: int, points: int, body_model: str, seed: int
               help="Synthetic release (or its groundtruth/) to measure PVE against (default: the extracted one's).")
 @click.option("--intersection-stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Self-intersection depth on every N-th fitted frame.")
+@click.option("--silhouette-stride", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Silhouette IoU against ground_truth_bs masks on every N-th fitted frame.")
 @click.option("--wait", is_flag=True, help="Wait for a run holding WORK to finish instead of refusing.")
 @user_errors
 def audit(work: Path, body_model: str, worst: int, camera: str | None, groundtruth: Path | None,
-          intersection_stride: int, wait: bool) -> None:
+          intersection_stride: int, silhouette_stride: int, wait: bool) -> None:
     """Write the fit-quality report WORK/audit/index.html (+ summary.json, plots, overlays).
 
     Takes the read side of WORK's lock: never reads fits that a run is rewriting."""
@@ -236,7 +245,8 @@ def audit(work: Path, body_model: str, worst: int, camera: str | None, groundtru
     wd = WorkDir(work)
     if not wd.root.is_dir():
         raise click.UsageError(f"--out {work}: no such work directory")
-    config = AuditConfig(body_model, worst, camera, groundtruth=groundtruth, intersection_stride=intersection_stride)
+    config = AuditConfig(body_model, worst, camera, groundtruth=groundtruth, intersection_stride=intersection_stride,
+                         silhouette_stride=silhouette_stride)
     with wd.lock(wait=wait, shared=True):
         index = write_audit(wd, config, resolve_body_model(body_model, wd.root))
     for line in audit_headline(json.loads((index.parent / "summary.json").read_text())):
@@ -422,22 +432,24 @@ def demo(work: Path, epochs: int, workers: int | None, scheduler: str | None, no
               help="Fitted frames allowed with a rotation vector > 180° or a joint beyond its limits.")
 @click.option("--max-beta-norm", type=float, default=3.0, show_default=True, help="Largest |β| per subject.")
 @click.option("--fail-on-mismatch", is_flag=True, help="A detected skeleton mismatch fails (default: warning).")
+@click.option("--min-silhouette-iou", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+              help="Lowest mean IoU of the fitted silhouette with ground_truth_bs masks (where present).")
 @body_model_option
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write the checks as JUnit XML.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="dask workers.")
 @click.option("--scheduler", default=None, help="Attach to an existing dask scheduler.")
 @user_errors
 def spot_check(h36m: Path, frames_per_sequence: int, max_fit_p95_mm: float, max_implausible_frames: int,
-               max_beta_norm: float, fail_on_mismatch: bool, body_model: str, junit: Path | None,
-               workers: int | None, scheduler: str | None, **selection) -> None:
+               max_beta_norm: float, fail_on_mismatch: bool, min_silhouette_iou: float, body_model: str,
+               junit: Path | None, workers: int | None, scheduler: str | None, **selection) -> None:
     """Every stage on a small subset in a temporary work dir; exit 0 only if all checks hold."""
     from pipeline.recipes.spotcheck import SpotCheckConfig, format_verdict, junit_xml, spot_check
     from pipeline.store import atomic_write_bytes
 
     config = SpotCheckConfig(frames=frames_per_sequence, max_fit_p95_mm=max_fit_p95_mm,
                              max_implausible_frames=max_implausible_frames, max_beta_norm=max_beta_norm,
-                             fail_on_mismatch=fail_on_mismatch, body_model=body_model,
-                             workers=workers, scheduler=scheduler)
+                             fail_on_mismatch=fail_on_mismatch, min_silhouette_iou=min_silhouette_iou,
+                             body_model=body_model, workers=workers, scheduler=scheduler)
     quiet_dask_logs()
     checks = spot_check(h36m, build_selection_from(selection), config, echo=click.echo)
     click.echo(format_verdict(checks))

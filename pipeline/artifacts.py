@@ -72,6 +72,17 @@ class SequenceInfo:
     def camera_ids(self) -> tuple[str, ...]:
         return tuple(c.id for c in self.cameras)
 
+    def mask(self, kind: str, camera_id: str):
+        """The release's ``MySegmentsMat`` file of ``kind`` for a camera (a lazily read
+        ``pipeline.release.masks.MaskFile``), or None where the release had none usable."""
+        from pipeline.release.masks import MaskFile
+
+        entry = self.raw.get("masks", {}).get(kind, {}).get(camera_id)
+        if not entry:
+            return None
+        return MaskFile(Path(entry["path"]), kind, int(entry["frames"]), int(entry["width"]),
+                        int(entry["height"]))
+
     def camera(self, camera_id: str) -> Camera:
         """The camera called ``camera_id``; DataError listing the sequence's cameras otherwise."""
         for c in self.cameras:
@@ -102,6 +113,10 @@ def sequence_record(seq, sources: Mapping[str, Path], joints_shape) -> dict:
         "sources": src,
         "joints_world": {"file": "joints_world.npy", "shape": list(joints_shape), "dtype": "float32",
                          "unit": "m", "frame": "world", "joints": "h36m32"},
+        # the release's usable MySegmentsMat files (pipeline.release.masks), read lazily later
+        "masks": {kind: {c: {"path": str(m.path), "frames": m.frames, "width": m.width, "height": m.height}
+                         for c, m in sorted(found.items())}
+                  for kind, found in sorted(getattr(seq, "masks", {}).items())},
     }
 
 

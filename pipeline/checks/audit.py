@@ -39,6 +39,7 @@ from pipeline.checks.audit_plots import (
     plot_over_time,
     plot_per_joint,
     plot_plausibility,
+    plot_silhouette,
 )
 from pipeline.checks.overlays import _worst_frames, _worst_with_images, render_fit_overlay
 from pipeline.errors import DataError
@@ -75,6 +76,12 @@ class AuditConfig:
     """Skeleton mismatch: a joint whose mean bone-frame residual is at least this long ..."""
     mismatch_ratio: float = 0.5
     """... and at least this multiple of its spread over frames (a constant offset)."""
+    silhouette: bool = True
+    """Compare the fitted mesh's silhouette with the release's ground_truth_bs masks (where
+    extract found them; pipeline.checks.silhouette)."""
+    silhouette_stride: int = 5
+    """Silhouette IoU on every n-th fitted frame (each costs a mask read and a rasterisation per
+    camera at the video's resolution; 5 keeps the demo's audit within seconds)."""
 
 
 @dataclass(frozen=True)
@@ -533,6 +540,12 @@ def audit_summary(work: WorkDir, config: AuditConfig = AuditConfig(), model_path
         if all(p.pve_mm is not None for p in plaus):
             pve = {(p.subject, p.sequence): p.pve_mm for p in plaus}
             summary["worst_pve"] = _worst_frames(fits, pve, config.worst, "pve_mm")
+    if config.silhouette and model_path is not None:
+        from pipeline.checks.silhouette import audit_silhouettes, summarize_silhouettes
+
+        stride = max(1, config.silhouette_stride)
+        summary["silhouette"] = summarize_silhouettes(audit_silhouettes(work, fits, model_path, stride),
+                                                      stride, config.worst)
     return summary, fits, plaus
 
 
@@ -560,6 +573,10 @@ def audit_headline(summary: dict) -> list[str]:
                          + ", ".join(f"{r} {x:.1f}" for r, x in v["regions_mm"].items()))
         if p["mismatch"]["detected"]:
             lines.append("WARNING skeleton mismatch: " + p["mismatch"]["hint"])
+    sil = summary.get("silhouette")
+    if sil and sil.get("checked"):
+        lines.append(f"silhouette IoU vs ground_truth_bs: mean {sil['mean']:.3f}, p5 {sil['p5']:.3f}, "
+                     f"min {sil['min']:.3f} over {sil['frames']} (frame, camera) pairs")
     return lines
 
 
@@ -645,6 +662,40 @@ def check_camera(work: WorkDir, camera: str | None) -> None:
         raise SelectionError(f"--camera {camera}: not a camera of the fitted sequences; known: {', '.join(known)}")
 
 
+def _silhouette_html(work: WorkDir, model_path: Path, sil: dict, config: AuditConfig) -> list[str]:
+    """The silhouette section: statistics, per sequence and camera, the plots, the worst frames
+    drawn with the mask (red) and fitted-mesh (green) outlines."""
+    import cv2
+
+    from fitting.bodymodel import cached_body_model_f64
+    from pipeline.checks.silhouette import silhouette_outline_image
+
+    if not sil.get("checked"):
+        return ["<h2>Silhouette</h2>", f"<p>Not checked: {html.escape(sil['reason'])}.</p>"]
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    parts = [
+        "<h2>Silhouette against ground_truth_bs</h2>",
+        f"<p>{sil['frames']} (frame, camera) pairs: IoU mean <b>{fmt(sil['mean'])}</b>, median "
+        f"{fmt(sil['median'])}, 5th percentile {fmt(sil['p5'])}, min {fmt(sil['min'])}. "
+        f"{html.escape(sil['definition'])}.</p>",
+        _table(["subject", "sequence", "frames", "mean IoU", "p5", "min", *("cam " + c for c in
+                                                                          sil["sequences"][0]["cameras"])],
+               [[r["subject"], r["sequence"], r["frames"], fmt(r["mean"]), fmt(r["p5"]), fmt(r["min"]),
+                 *(fmt(v["mean"]) for v in r["cameras"].values())] for r in sil["sequences"]]),
+        "<img src='silhouette.png'>",
+        "<h3>Lowest IoU (red = mask outline, green = fitted mesh)</h3>",
+    ]
+    model = cached_body_model_f64(str(model_path))
+    for w in sil["worst"][: min(config.worst, 6)]:
+        name = f"silhouette_{w['subject']}_{w['sequence']}_{w['camera']}_{w['frame']:06d}.jpg"
+        image = silhouette_outline_image(work, model, w["subject"], w["sequence"], w["camera"], w["frame"])
+        atomic_write_bytes(work.audit_index.parent / name,
+                           cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+        parts.append(f"<figure><img src='{name}'><figcaption>{w['subject']} {w['sequence']} cam {w['camera']} "
+                     f"frame {w['frame']}: IoU {w['iou']:.3f}</figcaption></figure>")
+    return parts
+
+
 def write_audit(work: WorkDir, config: AuditConfig = AuditConfig(), model_path: Path | None = None) -> Path:
     """Write ``WORK/audit/`` (index.html, summary.json, PNGs) and return the index path."""
     check_camera(work, config.camera)
@@ -659,6 +710,8 @@ def write_audit(work: WorkDir, config: AuditConfig = AuditConfig(), model_path: 
     if plaus is not None:
         plot_plausibility(plaus, summary["plausibility"], out / "plausibility.png")
         plot_mismatch(summary["plausibility"], out / "mismatch.png")
+    if summary.get("silhouette", {}).get("checked"):
+        plot_silhouette(summary["silhouette"], out / "silhouette.png")
 
     overlays: list[str] = []
     if model_path is not None:
@@ -688,6 +741,7 @@ def write_audit(work: WorkDir, config: AuditConfig = AuditConfig(), model_path: 
         f"{conv}. Machine-readable: <a href='summary.json'>summary.json</a>.</p>",
         f"<p><i>Converged</i> means: {html.escape(DEFINITIONS['converged'])}.</p>",
         *(_plausibility_html(summary) if plaus is not None else []),
+        *(_silhouette_html(work, model_path, summary["silhouette"], config) if "silhouette" in summary else []),
         "<h2>Per subject</h2>",
         _table(["subject", *STAT_COLUMNS], [[s, *(v[c] for c in STAT_COLUMNS)] for s, v in summary["subjects"].items()]),
         "<h2>Per sequence</h2>",

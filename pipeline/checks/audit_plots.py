@@ -134,3 +134,26 @@ def plot_mismatch(summary: dict, path: Path) -> None:
     ax.legend(fontsize=7)
     _save(fig, path)
     plt.close(fig)
+
+
+def plot_silhouette(silhouette: dict, path: Path) -> None:
+    """Histogram of the silhouette IoU over every checked (frame, camera) and the IoU over time
+    per sequence (mean over its cameras): ``summary.json``'s ``silhouette``."""
+    plt = _figure()
+    fig, (hist, time) = plt.subplots(1, 2, figsize=(11, 3.5))
+    values = [v for row in silhouette["sequences"] for c in row["per_frame"].values() for v in c["iou"]
+              if v is not None]
+    hist.hist(values, bins=40, range=(min(values + [0.5]), 1.0))
+    hist.set_xlabel("silhouette IoU (fitted mesh vs ground_truth_bs)")
+    hist.set_ylabel("frames x cameras")
+    for row in silhouette["sequences"]:
+        per_camera = list(row["per_frame"].values())
+        frames = per_camera[0]["frame"]
+        iou = np.nanmean(np.array([[np.nan if v is None else v for v in c["iou"]] for c in per_camera],
+                                  dtype=float), axis=0)
+        time.plot(frames, iou, label=f"{row['subject']} {row['sequence']}")
+    time.set_xlabel("mocap frame")
+    time.set_ylabel("IoU (mean over cameras)")
+    time.legend(fontsize=7)
+    _save(fig, path)
+    plt.close(fig)

@@ -33,6 +33,9 @@ class Pose:
     """pipeline.release.cameras.Camera of each sample, in sequence.json order."""
     keypoints_world: np.ndarray
     """(133, 3) float64 COCO-WholeBody keypoints, world metres."""
+    boxes: tuple | None = None
+    """Per camera (``cameras`` order) the release's official ground_truth_bb box (4,) int
+    ``x_min, y_min, x_max, y_max`` or None; None: every box from the keypoints."""
 
 
 # --- samples -----------------------------------------------------------------------------------
@@ -65,7 +68,8 @@ def iter_samples(poses: list[Pose]) -> Iterator[Sample]:
             yield Sample(
                 id=str(ids[c]), pose_index=p, pose=pose, camera=camera,
                 keypoints_3d=kp3d[c], keypoints_2d=kp2d[c],
-                bbox=bbox_from_keypoints(kp2d[c], camera.width, camera.height),
+                bbox=(pose.boxes[c] if pose.boxes is not None and pose.boxes[c] is not None
+                      else bbox_from_keypoints(kp2d[c], camera.width, camera.height)),
                 image_path=f"{pose.subject}_{pose.sequence}.{camera.id}_{pose.frame + 1:06d}.jpg",
             )
 
@@ -76,8 +80,12 @@ def _records(poses, make, keep=lambda s: True):
             yield s.id, make(s)
 
 
-def write_split(split: str, poses: list[Pose], out_dir: Path, seed: int) -> dict:
-    """Write one split's JSON files and npz into ``out_dir``; return what the manifest needs."""
+def write_split(split: str, poses: list[Pose], out_dir: Path, seed: int,
+                sequence_poses: list[Pose] | None = None) -> dict:
+    """Write one split's JSON files and npz into ``out_dir``; return what the manifest needs.
+
+    ``sequence_poses`` (default ``poses``) go to the VideoPose3D-style npz: every fitted frame
+    of each sequence, so temporal loaders (H3WB's ``seq_len=27``) keep the sequences."""
     from pipeline.h3wb.format import (
         apply_mask,
         draw_i2d_mask,
@@ -119,7 +127,7 @@ def write_split(split: str, poses: list[Pose], out_dir: Path, seed: int) -> dict
         write("I2Dto3D_test_3d.json", truth_i2d, is_i2d)
         write("RGBto3D_test_3d.json",
               lambda s: sample_record(image_path=s.image_path, bbox=s.bbox, keypoints_3d=s.keypoints_3d))
-    write_videopose3d_npz(out_dir / f"videopose3d_{split}.npz", poses)
+    write_videopose3d_npz(out_dir / f"videopose3d_{split}.npz", poses if sequence_poses is None else sequence_poses)
     return {"files": files, "provenance": _provenance(split, poses, seed)}
 
 

@@ -31,6 +31,10 @@ class SpotCheckConfig:
     beyond its anatomical limit (by more than the audit's tolerance, 1 degree)."""
     max_beta_norm: float = 3.0
     """Fail when a subject's |beta| (Euclidean norm of its betas) exceeds this."""
+    min_silhouette_iou: float = 0.7
+    """Fail when the mean IoU of the fitted mesh's silhouette with the release's
+    ground_truth_bs masks is below this (where the release has them; measured: a true mesh
+    moved by 10 mm gives 0.9, a fit under a 2.5 cm mocap mismatch 0.78)."""
     fail_on_mismatch: bool = False
     """A detected skeleton mismatch fails the check (default: a warning only)."""
     validate_samples: int = 2
@@ -125,6 +129,7 @@ def spot_check(h36m: Path, selection: Selection, config: SpotCheckConfig = SpotC
     checks.append(Check("fit p95 MPJPE", fit["p95_mm"] <= config.max_fit_p95_mm,
                         f"{fit['p95_mm']:.2f} mm over {fit['frames']} frames (limit {config.max_fit_p95_mm} mm)"))
     checks += plausibility_checks(summary["plausibility"], config, time.perf_counter() - t1)
+    checks.append(silhouette_check(summary.get("silhouette"), config))
     t1 = time.perf_counter()
     checked, problems = validate_shards(Path(work) / "shards",
                                         ValidateConfig(samples=config.validate_samples, body_model=config.body_model))
@@ -136,6 +141,20 @@ def spot_check(h36m: Path, selection: Selection, config: SpotCheckConfig = SpotC
     checks.append(Check("h3wb files", bool(counts) and all(n > 0 for n in counts.values()) and poses_ok,
                         f"samples per split {counts} (each pose in 4 cameras)"))
     return checks
+
+
+def silhouette_check(silhouette: dict | None, config: SpotCheckConfig) -> Check:
+    """The silhouette IoU threshold on the audit's ``silhouette`` summary (a pass that says
+    why when the release has no ground_truth_bs masks)."""
+    if not silhouette or not silhouette.get("checked"):
+        reason = (silhouette or {}).get("reason", "the audit did not compare silhouettes")
+        return Check("silhouette IoU", True, f"not checked: {reason}", warning=True)
+    worst = silhouette["worst"][0] if silhouette["worst"] else None
+    return Check("silhouette IoU", silhouette["mean"] >= config.min_silhouette_iou,
+                 f"mean {silhouette['mean']:.3f} over {silhouette['frames']} (frame, camera) pairs, min "
+                 f"{silhouette['min']:.3f}" + (f" ({worst['subject']} {worst['sequence']} cam {worst['camera']} "
+                                                 f"frame {worst['frame']})" if worst else "")
+                 + f" (limit {config.min_silhouette_iou})")
 
 
 def plausibility_checks(p: dict, config: SpotCheckConfig, seconds: float = 0.0) -> list[Check]:

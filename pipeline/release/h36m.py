@@ -5,6 +5,8 @@ Layout (real release and the synthetic one alike)::
     <root>/metadata.xml
     <root>/S1/Videos/<basename>.<camera>.mp4                 50 fps
     <root>/S1/MyPoseFeatures/D3_Positions/<basename>.cdf     world joints, mm, (1, T, 96)
+    <root>/S1/MyPoseFeatures/<feature>/...                   optional (POSE_FEATURES)
+    <root>/S1/MySegmentsMat/ground_truth_b{b,s}/<basename>.<camera>.mat   optional masks
 
 Basenames come from metadata.xml's mapping table, never built from action names. Quirks
 (:mod:`pipeline.release.quirks`) are applied and noted per sequence; anything unexpected is recorded
@@ -23,6 +25,7 @@ from common.units import MM_PER_M
 from pipeline.errors import DataError
 from pipeline.release import quirks
 from pipeline.release.cameras import Camera
+from pipeline.release.masks import MASK_KINDS, MaskFile, mask_path, probe_mask_file
 from pipeline.release.metadata import Metadata, read_metadata
 from pipeline.selection import Selection
 
@@ -46,6 +49,11 @@ VIDEOS_DIR = "Videos"
 MOCAP_DIR = Path("MyPoseFeatures") / "D3_Positions"
 VIDEO_SUFFIX = ".mp4"
 MOCAP_SUFFIX = ".cdf"
+POSE_FEATURES = {
+    "D3_Positions_mono": True, "D2_Positions": True, "D3_Positions_mono_universal": True,
+    "D3_Angles": False, "D3_Angles_mono": True,
+}
+"""Optional MyPoseFeatures folders beside D3_Positions: name → one file per camera."""
 MAX_LISTED = 5
 """Absent sequences named per subject in Release.problems before "and N more"."""
 
@@ -221,6 +229,19 @@ class Sequence:
     """Camera ids not to use (known-bad videos)."""
     problems: tuple[str, ...] = ()
     """What is wrong with this sequence (missing or unreadable files)."""
+    features: tuple[str, ...] = ()
+    """Optional per-sequence files present for every camera (``POSE_FEATURES`` folders and
+    ``MySegmentsMat`` kinds), e.g. ("D3_Angles", "ground_truth_bb")."""
+    masks: dict[str, dict[str, MaskFile]] = field(default_factory=dict)
+    """{"ground_truth_bb" | "ground_truth_bs": {camera id: MaskFile}}: usable mask files
+    (header-checked, aligned with the video), frames read lazily."""
+    feature_problems: tuple[str, ...] = ()
+    """Defects of optional files (missing, truncated or misaligned masks), each naming the
+    file: the sequence goes on without them."""
+
+    def mask(self, kind: str, camera_id: str) -> MaskFile | None:
+        """The usable mask file of ``kind`` for a camera, or None."""
+        return self.masks.get(kind, {}).get(camera_id)
 
     @property
     def usable_cameras(self) -> tuple[str, ...]:
@@ -246,6 +267,8 @@ class Sequence:
             "mocap_path": str(self.mocap_path), "frame_counts": dict(self.frame_counts),
             "num_frames": self.num_frames, "quirks": list(self.quirks),
             "skip_cameras": list(self.skip_cameras), "problems": list(self.problems),
+            "features": list(self.features), "feature_problems": list(self.feature_problems),
+            "masks": {k: {c: str(m.path) for c, m in v.items()} for k, v in self.masks.items()},
         }
 
 
@@ -358,12 +381,55 @@ def _read_sequence(root: Path, metadata: Metadata, subject: str, action_id: int,
             problems.append(f"camera {camera_id}: unknown image size (no video, no resolution "
                             "in metadata.xml)")
     cameras = tuple(metadata.camera(subject, i, w, h) for i, (w, h) in enumerate(sizes))
+    features, masks, feature_problems = _optional_features(root, subject, basename, cameras,
+                                                           num_frames, count_frames)
     return Sequence(
         subject=subject, basename=basename, name=basename.replace(" ", "_"), action=action,
         action_id=action_id, subaction=subaction, cameras=cameras, videos=videos,
         mocap_path=mocap, frame_counts=counts, num_frames=num_frames, quirks=tuple(notes),
-        skip_cameras=tuple(skip), problems=tuple(problems),
+        skip_cameras=tuple(skip), problems=tuple(problems), features=features, masks=masks,
+        feature_problems=feature_problems,
     )
+
+
+def _optional_features(root: Path, subject: str, basename: str, cameras, num_frames: int | None,
+                       check: bool):
+    """(features present, usable masks, problems) of a sequence's optional files.
+
+    A mask folder that exists for the subject but lacks this sequence's file for a camera, or
+    a file that is damaged, truncated or of another size than the video, is a problem naming
+    the file; the other cameras' masks stay usable."""
+    features = []
+    for name, per_camera in POSE_FEATURES.items():
+        folder = root / subject / "MyPoseFeatures" / name
+        files = ([folder / f"{basename}.{c.id}{MOCAP_SUFFIX}" for c in cameras] if per_camera
+                 else [folder / f"{basename}{MOCAP_SUFFIX}"])
+        if all(f.is_file() for f in files):
+            features.append(name)
+    masks: dict[str, dict[str, MaskFile]] = {}
+    problems = []
+    for kind in MASK_KINDS:
+        if not (mask_path(root, subject, basename, cameras[0].id, kind).parent).is_dir():
+            continue  # downloads differ in which mask folders they hold
+        found = {}
+        for camera in cameras:
+            path = mask_path(root, subject, basename, camera.id, kind)
+            if not path.is_file():
+                problems.append(f"missing mask file {path.relative_to(root)}")
+                continue
+            if not check:
+                found[camera.id] = MaskFile(path, kind, num_frames or 0, camera.width, camera.height)
+                continue
+            mask, problem = probe_mask_file(path, kind, num_frames, camera.width, camera.height)
+            if problem:
+                problems.append(problem)
+            else:
+                found[camera.id] = mask
+        if found:
+            masks[kind] = found
+            if len(found) == len(cameras):
+                features.append(kind)
+    return tuple(features), masks, tuple(problems)
 
 
 def _usable_frames(counts: dict[str, int], skip: list[str], notes: list[str],
@@ -442,24 +508,41 @@ def read_release(root: str | os.PathLike, selection: Selection | None = None,
     return Release(root=root, metadata=metadata, sequences=tuple(sequences), problems=tuple(problems))
 
 
+FEATURE_CODES = {"D3_Positions_mono": "mono", "D2_Positions": "2d",
+                 "D3_Positions_mono_universal": "univ", "D3_Angles": "ang", "D3_Angles_mono": "angmono",
+                 "ground_truth_bb": "bb", "ground_truth_bs": "bs"}
+FEATURE_LEGEND = ", ".join(f"{v} = {k}" for k, v in FEATURE_CODES.items())
+
+
+def feature_summary(seq: Sequence) -> str:
+    """Short codes of the optional files a sequence has ("mono,2d,bb"; "-" for none); a mask
+    kind usable for some cameras only is shown with their count, e.g. "bs(3/4)"."""
+    codes = [FEATURE_CODES[f] for f in seq.features]
+    for kind, found in seq.masks.items():
+        if kind not in seq.features:
+            codes.append(f"{FEATURE_CODES[kind]}({len(found)}/{len(seq.cameras)})")
+    return ",".join(codes) or "-"
+
+
 def format_release_table(release: Release) -> str:
     """The ``inspect`` table: one line per sequence, then the release-level problems."""
     cams = release.metadata.camera_ids
-    header = ["subject", "sequence", "action", "sub", *cams, "mocap", "usable", "notes"]
+    header = ["subject", "sequence", "action", "sub", *cams, "mocap", "usable", "features", "notes"]
     rows = []
     for seq in release.sequences:
         counts = [str(seq.frame_counts.get(c, "-")) + ("*" if c in seq.skip_cameras else "")
                   for c in cams]
-        notes = "; ".join([*seq.quirks, *(f"PROBLEM: {p}" for p in seq.problems)])
+        notes = "; ".join([*seq.quirks, *(f"PROBLEM: {p}" for p in seq.problems),
+                           *(f"feature problem: {p}" for p in seq.feature_problems)])
         usable = "?" if seq.num_frames is None else str(seq.num_frames)
         rows.append([seq.subject, seq.name, seq.action, str(seq.subaction), *counts,
-                     str(seq.frame_counts.get("mocap", "-")), usable, notes])
+                     str(seq.frame_counts.get("mocap", "-")), usable, feature_summary(seq), notes])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)) + "  " + r[-1]
              for r in [header, *rows]]
     total = sum(s.num_frames or 0 for s in release.sequences)
     lines.append(f"{len(release.sequences)} sequences, {total} usable mocap frames "
-                 f"(* = camera skipped)")
+                 f"(* = camera skipped; features: {FEATURE_LEGEND})")
     if release.problems:
         lines.append(f"{len(release.problems)} release problem(s):")
         lines += [f"  {p}" for p in release.problems]

@@ -11,7 +11,10 @@ The official file (root ``<a>``) holds, among others:
 - ``train_subjects``/``val_subjects``/``test_subjects``: ``[1 7 8 9 11]``;
 - ``w0``: 300 numbers holding every camera (see :func:`pipeline.release.cameras.camera_from_w0`);
 - ``dbcameras/index2id/item``: the 4 camera ids in index order;
-- ``actionnames/item``: 16 action names, ids 1..16.
+- ``actionnames/item``: 16 action names, ids 1..16;
+- ``toffiles`` (time offsets per sequence), ``skel_angles`` (the BVH tree of D3_Angles, see
+  :mod:`pipeline.release.angles`), ``dbcameras/projectionParams``, ``subject_measurements``:
+  written in the official structure (every element path of the real file), read where used.
 
 :func:`default_metadata` returns these public facts as embedded in ``pipeline/data``.
 """
@@ -66,6 +69,14 @@ class Metadata:
     """Per subject, per camera index: (height, width) in pixels."""
     frames: dict[str, dict[SequenceKey, tuple[int, ...]]] = field(default_factory=dict)
     """Per subject, per (action, subaction): the file's frame counts (4 cameras, then mocap)."""
+    actor_names: tuple[str, ...] = ()
+    """One name per subject column (the mapping's second header row and ``toffiles``' header);
+    empty: the subject ids."""
+    skel_angles_offsets_mm: tuple[tuple[float, float, float], ...] = ()
+    """(32, 3) ``skel_angles`` bone offsets in the parent's frame, mm (the D3_Angles skeleton:
+    the limb lengths shared by all subjects); empty: zeros."""
+    subject_measurements: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    """Per subject, the ``subject_measurements`` row (the real file: 29 points × xyz, mm)."""
 
     def __post_init__(self):
         w0 = np.array(self.w0, dtype=np.float64)
@@ -204,9 +215,11 @@ def _read_mapping(root: ET.Element, path: Path):
     mapping: dict[SequenceKey, dict[str, str]] = {}
     keys: list[SequenceKey] = []
     resolution: dict[str, tuple[tuple[int, int], ...]] = {}
+    actors: tuple[str, ...] = ()
     for cells in rows[1:]:
         if cells[:2] == ["Action", "subaction"]:
-            continue  # second header (subject names)
+            actors = tuple(cells[2:]) if tuple(cells[2:]) != subjects else ()
+            continue  # second header (the actors' names)
         if cells[:2] == ["", ""]:  # the resolution row: "[H W;H W;H W;H W]" per subject
             for subject, text in zip(subjects, cells[2:], strict=False):
                 hw = [int(v) for v in _numbers(text, path, f"<mapping> resolution of {subject}")]
@@ -224,7 +237,18 @@ def _read_mapping(root: ET.Element, path: Path):
                             f"for {len(subjects)} subjects")
         mapping[key] = dict(zip(subjects, cells[2:], strict=True))
         keys.append(key)
-    return subjects, mapping, keys, resolution
+    return subjects, mapping, keys, resolution, actors
+
+
+def _read_measurements(root: ET.Element, path: Path, subjects) -> dict[str, tuple[float, ...]]:
+    text = (root.findtext("subject_measurements") or "").strip().strip("[]")
+    rows = text.split(";") if text else []
+    out = {}
+    for subject, row in zip(subjects, rows, strict=False):
+        values = _numbers(row, path, f"<subject_measurements> of {subject}")
+        if values:
+            out[subject] = tuple(values)
+    return out
 
 
 def _read_frames(root: ET.Element, path: Path, subjects, keys):
@@ -256,6 +280,16 @@ def _read_w0(root: ET.Element, path: Path) -> np.ndarray:
     return w0
 
 
+def _read_angle_offsets(root: ET.Element, path: Path) -> tuple[tuple[float, float, float], ...]:
+    offsets = []
+    for item in root.findall("skel_angles/tree/item"):
+        values = _numbers(item.findtext("offset"), path, "<skel_angles> offset")
+        if len(values) != 3:
+            raise DataError(f"{path}: <skel_angles> offset of {item.findtext('name')!r} is not 3 numbers")
+        offsets.append(tuple(values))
+    return tuple(offsets) if any(any(o) for o in offsets) else ()  # all zero = not given
+
+
 def _read_skeleton(root: ET.Element, path: Path) -> tuple[tuple[str, ...], tuple[int, ...]]:
     items = root.findall("skel_pos/tree/item")
     names, parents = [], []
@@ -279,7 +313,7 @@ def read_metadata(path: str | os.PathLike) -> Metadata:
         raise DataError(f"{path}: not valid XML ({e})") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    subjects, mapping, keys, resolution = _read_mapping(root, path)
+    subjects, mapping, keys, resolution, actors = _read_mapping(root, path)
     w0 = _read_w0(root, path)
     camera_ids = tuple((i.text or "").strip() for i in _required(root, "dbcameras/index2id", path))
     if len(camera_ids) != 4:
@@ -299,6 +333,9 @@ def read_metadata(path: str | os.PathLike) -> Metadata:
         test_subjects=_subject_list(root, "test_subjects", path),
         resolution_hw=resolution,
         frames=_read_frames(root, path, subjects, keys),
+        skel_angles_offsets_mm=_read_angle_offsets(root, path),
+        actor_names=actors,
+        subject_measurements=_read_measurements(root, path, subjects),
     )
 
 
@@ -326,21 +363,93 @@ def _subject_numbers(subjects) -> str:
     return _bracket(int(s[1:]) for s in subjects)
 
 
-def _write_skeleton(root: ET.Element, names, parents) -> None:
-    skel = _sub(root, "skel_pos")
-    for tag, text in (("type", "bvh"), ("mass", "1"), ("length", "1"), ("angle", "deg")):
-        _sub(skel, tag, text)
+_IDENTITY = "[1 0 0;0 1 0;0 0 1]"
+
+
+def _children_text(parents, j: int) -> str | None:
+    children = [str(c + 1) for c, p in enumerate(parents) if p == j]
+    if not children:
+        return None
+    return children[0] if len(children) == 1 else _bracket(children)
+
+
+def _number(v: float) -> str:
+    return repr(float(v)).removesuffix(".0") if float(v) != 0 else "0"
+
+
+def _write_skeleton(root: ET.Element, tag: str, names, parents, offsets=None) -> None:
+    """``skel_pos`` (32 position channels) or ``skel_angles`` (the BVH tree of D3_Angles)
+    with every element of the official items."""
+    from pipeline.release.angles import ANGLE_CHANNELS, ROTATION_ORDER, rot_ind
+
+    angles = tag == "skel_angles"
+    skel = _sub(root, tag)
+    for key, text in (("type", "bvh"), ("mass", "1"), ("length", "1"), ("angle", "deg"),
+                      ("documentation", None), ("name", "h36m-nvf synthetic skeleton")):
+        _sub(skel, key, text)
     tree = _sub(skel, "tree")
+    positions = ("Xposition", "Yposition", "Zposition")
     for j, (name, parent) in enumerate(zip(names, parents, strict=True)):
         item = _sub(tree, "item")
         _sub(item, "name", name)
         _sub(item, "id", str(j))
-        _sub(item, "offset", "[0 0 0]")
+        offset = offsets[j] if angles and offsets else (0.0, 0.0, 0.0)
+        _sub(item, "offset", _bracket(_number(v) for v in offset))
+        _sub(item, "orientation")
+        _sub(item, "axis", "[0 0 0]")
+        _sub(item, "axisOrder")
+        _sub(item, "C", _IDENTITY)
+        _sub(item, "Cinv", _IDENTITY)
+        channels = _sub(item, "channels")
+        rot = rot_ind(names, j) if angles else None
+        if angles:
+            chosen = (*positions, *ANGLE_CHANNELS) if parent < 0 else (ANGLE_CHANNELS if rot else ())
+        else:
+            chosen = positions
+        for channel in chosen:
+            _sub(channels, "item", channel)
+        _sub(item, "bodymass")
+        _sub(item, "confmass")
         _sub(item, "parent", str(parent + 1))
-        children = [str(c + 1) for c, p in enumerate(parents) if p == j]
-        _sub(item, "children", (children[0] if len(children) == 1 else _bracket(children))
-             if children else None)
-        _sub(item, "posInd", _bracket(range(3 * j + 1, 3 * j + 4)))
+        _sub(item, "order", (ROTATION_ORDER if rot else None) if angles else "xyz")
+        _sub(item, "rotInd", _bracket(rot) if rot else None)
+        pos = "[1 2 3]" if parent < 0 else None
+        _sub(item, "posInd", pos if angles else _bracket(range(3 * j + 1, 3 * j + 4)))
+        _sub(item, "children", _children_text(parents, j))
+        _sub(item, "limits")
+        if not angles:
+            _sub(item, "relative", "[false]")
+
+
+def _write_toffiles(root: ET.Element, metadata: Metadata, names) -> None:
+    """``toffiles``: per (action, subaction) and subject a time offset; 0 (our videos and
+    mocap start together), -1 where the subject has no such sequence."""
+    table = _sub(root, "toffiles")
+    _row(table, ["Action", "subaction", *names])
+    for key, row in metadata.mapping.items():
+        _row(table, [str(key[0]), str(key[1]), *("0" if row.get(s) else "-1" for s in metadata.subjects)])
+
+
+def _projection_params(metadata: Metadata) -> list[str]:
+    """40 ``projectionParams`` items. Their layout in the real file is undocumented; ours hold,
+    per camera index and the first 10 subjects, ``[angles(3) centre_mm(3) f(2) c(2) k(3)
+    p(2)]`` from w0."""
+    from pipeline.release.cameras import W0_INTRINSICS_OFFSET
+
+    w0 = metadata.w0
+    items = []
+    for c in range(4):
+        intr = w0[W0_INTRINSICS_OFFSET + 9 * c: W0_INTRINSICS_OFFSET + 9 * c + 9]
+        for s in range(10):
+            b = 6 * (c * 11 + s)
+            items.append(_bracket(repr(float(v)) for v in (*w0[b:b + 6], *intr)))
+    return items
+
+
+def _subject_measurements(metadata: Metadata) -> str:
+    rows = [" ".join(repr(float(v)) for v in metadata.subject_measurements.get(s, ()))
+            for s in metadata.subjects]
+    return "[" + ";".join(rows) + "]"
 
 
 def metadata_xml(metadata: Metadata) -> ET.ElementTree:
@@ -352,27 +461,35 @@ def metadata_xml(metadata: Metadata) -> ET.ElementTree:
     for key in keys:
         row = metadata.mapping[key]
         _row(mapping, [str(key[0]), str(key[1]), *(row.get(s, "") for s in metadata.subjects)])
+    names = list(metadata.actor_names) or list(metadata.subjects)
     if metadata.resolution_hw:
-        _row(mapping, ["Action", "subaction", *metadata.subjects])
+        _row(mapping, ["Action", "subaction", *names])
         _row(mapping, ["", "", *(
             "[" + ";".join(f"{h} {w}" for h, w in metadata.resolution_hw[s]) + "]"
             if s in metadata.resolution_hw else "" for s in metadata.subjects)])
+    _write_toffiles(root, metadata, names)
     if metadata.frames:
         frames = _sub(root, "frames")
         for subject in metadata.subjects:
             counts = metadata.frames.get(subject, {})
             _row(frames, ["", *(_bracket(counts[k]) if k in counts else "[]" for k in keys)])
     if metadata.joint_names:
-        _write_skeleton(root, metadata.joint_names, metadata.joint_parents)
+        _write_skeleton(root, "skel_angles", metadata.joint_names, metadata.joint_parents,
+                        metadata.skel_angles_offsets_mm)
+        _write_skeleton(root, "skel_pos", metadata.joint_names, metadata.joint_parents)
     for tag in ("train_subjects", "val_subjects", "test_subjects"):
         _sub(root, tag, _subject_numbers(getattr(metadata, tag)))
     _sub(root, "w0", _bracket(repr(float(v)) for v in metadata.w0))  # repr: exact round trip
     index2id = _sub(_sub(root, "dbcameras"), "index2id")
     for camera_id in metadata.camera_ids:
         _sub(index2id, "item", camera_id)
-    names = _sub(root, "actionnames")
+    projection = _sub(root.find("dbcameras"), "projectionParams")
+    for text in _projection_params(metadata):
+        _sub(projection, "item", text)
+    actions = _sub(root, "actionnames")
     for action_id in sorted(metadata.action_names):
-        _sub(names, "item", metadata.action_names[action_id])
+        _sub(actions, "item", metadata.action_names[action_id])
+    _sub(root, "subject_measurements", _subject_measurements(metadata))
     tree = ET.ElementTree(root)
     ET.indent(tree, space="   ")
     return tree

@@ -6,7 +6,7 @@ parameters per fitted mocap frame, world frame, metres) and the extracted frames
 ``pipeline/h3wb.py``):
 
 - train: ``2Dto3D_train.json`` (2D + 3D), ``RGBto3D_train.json`` (image, bbox, 3D; same ids),
-  ``videopose3d_train.npz``, ``manifest_train.json``;
+  ``videopose3d_train.npz`` (every fitted frame of each sequence), ``manifest_train.json``;
 - test: ``2Dto3D_test_2d.json`` / ``I2Dto3D_test_2d.json`` (inputs of the 2D and I2D tasks:
   alternate whole poses), ``RGBto3D_test_img.json`` (every id), the ground truth
   ``2Dto3D_test_3d.json``, ``I2Dto3D_test_3d.json``, ``RGBto3D_test_3d.json``,
@@ -16,7 +16,8 @@ parameters per fitted mocap frame, world frame, metres) and the extracted frames
 A pose is one fitted mocap frame whose image exists for every selected camera; its samples
 (one per camera, in sequence.json order) get consecutive ids, so with four cameras samples
 4k..4k+3 are one pose. Frames are taken every ``stride``-th among those with images, then
-frames whose fit MPJPE exceeds ``max_fit_error_mm`` are dropped and counted.
+frames whose fit MPJPE exceeds ``max_fit_error_mm`` are dropped and counted. The RGB tasks'
+``bbox`` is the release's official ground_truth_bb box where extract found one (``--bbox``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pipeline.artifacts import (
     read_sequence_info,
     resolve_model,
 )
-from pipeline.errors import DataError
+from pipeline.errors import DataError, SelectionError
 from pipeline.h3wb.writer import FORMAT, Pose, update_manifest, write_split
 from pipeline.selection import Selection
 from pipeline.stages.base import BODY_MODEL_OPTION, Stage, StageConfig, StageOption, Unit
@@ -67,7 +68,17 @@ class H3WBConfig(StageConfig):
     """SMPL-X file or folder, or 'synthetic' (the model generated into WORK/bodymodel)."""
     batch_size: int = 256
     """Frames per SMPL-X forward pass."""
+    bbox: str = "official"
+    """Source of the RGB tasks' ``bbox``: "official" (the release's ground_truth_bb boxes where
+    a frame has one, else the keypoints' extent) or "keypoints" (always the keypoints')."""
 
+    def __post_init__(self) -> None:
+        if self.bbox not in BBOX_SOURCES:
+            raise SelectionError(f"--bbox: unknown value {self.bbox!r}; use {', '.join(BBOX_SOURCES)}")
+
+
+BBOX_SOURCES = ("official", "keypoints")
+"""Values of ``H3WBConfig.bbox``."""
 
 JointsFn = Callable[[dict], np.ndarray]
 """Fit parameters of n frames (SMPL-X forward kwargs, numpy) → (n, 144, 3) world metres."""
@@ -117,19 +128,50 @@ def select_frames(fit: FitSequence, cameras, images: set[str], subject: str, seq
                    if all(f"{subject}_{sequence}.{c.id}_{frames[t] + 1:06d}.jpg" in images
                           for c in cameras)]
     strided = np.array(with_images[:: selection.stride or 1], dtype=np.int64)
+    counts_all = _usable_rows(fit, in_range, max_fit_error_mm)
     error = fit.mpjpe_mm[strided].astype(np.float64)
     good = np.isfinite(error) & (error <= max_fit_error_mm)
     counts = {"fitted": len(frames), "in_range": len(in_range), "with_images": len(with_images),
               "strided": len(strided), "excluded_fit_error": int((~good).sum()),
-              "kept": int(good.sum())}
+              "kept": int(good.sum()), "sequence_frames": len(counts_all)}
     return strided[good], counts
 
 
+def _usable_rows(fit: FitSequence, rows, max_fit_error_mm: float) -> np.ndarray:
+    """Rows (in frame order) whose fit error is finite and within the threshold."""
+    rows = np.asarray(rows, dtype=np.int64)
+    error = fit.mpjpe_mm[rows].astype(np.float64) if len(rows) else np.zeros(0)
+    return rows[np.isfinite(error) & (error <= max_fit_error_mm)]
+
+
+def sequence_rows(fit: FitSequence, selection: Selection, max_fit_error_mm: float) -> np.ndarray:
+    """Every fitted row in the selection's frame range within the error threshold, frame
+    order, images or not and without the stride: the VideoPose3D-style npz's frames."""
+    frames = fit.frame_index
+    order = np.argsort(frames, kind="stable")
+    start, stop = selection.frames
+    in_range = [t for t in order if frames[t] >= start and (stop is None or frames[t] < stop)]
+    return _usable_rows(fit, in_range, max_fit_error_mm)
+
+
+def official_boxes(info, cameras, frame: int) -> tuple | None:
+    """Per camera the release's ground_truth_bb box of ``frame`` ((4,) int or None); None when
+    no camera has one."""
+    boxes = []
+    for camera in cameras:
+        mask = info.mask("ground_truth_bb", camera.id)
+        boxes.append(mask.box(frame) if mask is not None and frame < mask.frames else None)
+    return tuple(boxes) if any(b is not None for b in boxes) else None
+
+
 def collect_poses(work, subjects, config: H3WBConfig, joints_fn: JointsFn,
-                  model: BodyModel | None = None) -> tuple[list[Pose], list[dict]]:
+                  model: BodyModel | None = None, sequence_poses: list | None = None
+                  ) -> tuple[list[Pose], list[dict]]:
     """Every pose of ``subjects`` in order (subject, sequence name, frame) and per-sequence counts.
 
-    With ``model``, each fit must have been made with that model file (DataError otherwise)."""
+    With ``model``, each fit must have been made with that model file (DataError otherwise).
+    ``sequence_poses``, when given, receives every fitted frame of each sequence
+    (:func:`sequence_rows`, for the VideoPose3D-style npz)."""
     from pipeline.h3wb.format import cocowb_from_smplx
 
     poses: list[Pose] = []
@@ -155,12 +197,21 @@ def collect_poses(work, subjects, config: H3WBConfig, joints_fn: JointsFn,
             rows, counts = select_frames(fit, cameras, images, subject, sequence,
                                          selection, config.max_fit_error_mm)
             report.append({**entry, **counts})
-            if len(rows) == 0:
+            every = sequence_rows(fit, selection, config.max_fit_error_mm) if sequence_poses is not None else rows
+            every = np.union1d(every, rows) if len(rows) else every
+            if len(every) == 0:
                 continue
-            keypoints = cocowb_from_smplx(_joints_of_rows(fit, rows, joints_fn, config.batch_size, fit_path))
-            for row, kp in zip(rows, keypoints, strict=True):
-                poses.append(Pose(subject, sequence, info.basename, int(fit.frame_index[row]),
-                                  cameras, kp.astype(np.float64)))
+            keypoints = dict(zip(every.tolist(), cocowb_from_smplx(
+                _joints_of_rows(fit, every, joints_fn, config.batch_size, fit_path)), strict=True))
+            for row in rows:
+                frame = int(fit.frame_index[row])
+                boxes = official_boxes(info, cameras, frame) if config.bbox == "official" else None
+                poses.append(Pose(subject, sequence, info.basename, frame, cameras,
+                                  keypoints[int(row)].astype(np.float64), boxes))
+            if sequence_poses is not None:
+                for row in sorted(every.tolist(), key=lambda r: fit.frame_index[r]):
+                    sequence_poses.append(Pose(subject, sequence, info.basename, int(fit.frame_index[row]),
+                                               cameras, keypoints[row].astype(np.float64)))
     return poses, report
 
 
@@ -246,12 +297,14 @@ def run_unit(unit, config: H3WBConfig, joints_fn: JointsFn | None = None) -> dic
     model = unit.payload["body_model"]
     if joints_fn is None:
         joints_fn = smplx_joints_fn(model.path)
-    poses, sequences = collect_poses(work, subjects, config, joints_fn, model)
+    every_frame: list[Pose] = []
+    poses, sequences = collect_poses(work, subjects, config, joints_fn, model, every_frame)
     if not poses:
         raise DataError(f"{work.root}: no usable pose for the {split} split "
                         f"({', '.join(subjects)}): need fits, extracted images and fit errors "
                         f"under {config.max_fit_error_mm} mm")
-    written = write_split(split, poses, work.h3wb_dir, config.seed)
+    written = write_split(split, poses, work.h3wb_dir, config.seed, every_frame)
+    official = sum(b is not None for p in poses for b in (p.boxes or ()))
     total = lambda key: sum(s.get(key, 0) for s in sequences)  # noqa: E731
     manifest = {
         "format": FORMAT,
@@ -262,7 +315,13 @@ def run_unit(unit, config: H3WBConfig, joints_fn: JointsFn | None = None) -> dic
         "selection": config.selection.to_json(),
         "body_model": config.body_model,
         "units": {"keypoints_3d": "mm, R_cam @ X_world", "keypoints_2d": "px, undistorted pinhole",
-                  "bbox": "px, int", "frame": "0-based mocap frame"},
+                  "bbox": "px, int, inclusive; the release's ground_truth_bb box (distorted video image) where "
+                          "present, else the keypoints' extent", "frame": "0-based mocap frame"},
+        "bbox": {"source": config.bbox, "official": official,
+                 "from_keypoints": sum(len(p.cameras) for p in poses) - official},
+        "videopose3d": {"frames": len(every_frame),
+                        "note": "every fitted frame of each sequence within the frame range and the fit error "
+                                "threshold (images or not, no stride)"},
         "counts": {
             "poses": len(poses),
             "samples": sum(len(p.cameras) for p in poses),
@@ -311,6 +370,7 @@ STAGE = Stage(
         StageOption("test", str, "Test subjects, comma-separated (H3WB: S8)."),
         StageOption("max_fit_error_mm", float, "Leave out frames whose fit MPJPE exceeds this (mm)."),
         StageOption("seed", int, "Seed of the I2D masks."),
+        StageOption("bbox", str, "RGB-task boxes: official (ground_truth_bb where present) or keypoints."),
         BODY_MODEL_OPTION,
     ),
 )

@@ -36,6 +36,8 @@ VOTE_JOINT_SETS = ("h36m17", "smplx55", "cocowb133")
 """Joint sets the votes may point to (h36m17 from the mocap, the others from the fit)."""
 CROP_MARGIN = 1.2
 """Crop side = this × the larger side of the body's pinhole bounding box."""
+CROP_CENTERS = ("body", "bbox")
+"""Values of ``SampleConfig.crop_center``."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,10 @@ class SampleConfig(StageConfig):
     """Global seed; each sample's draws are keyed by (seed, sample key)."""
     jpeg_quality: int = 95
     """JPEG quality of the stored crops."""
+    crop_center: str = "body"
+    """Centre of the crop: "body" (the fitted body's pinhole box) or "bbox" (the release's
+    official ground_truth_bb box where the frame has one, else the body's); the side always
+    follows the body."""
 
     def __post_init__(self) -> None:
         """Bad values are a usage error now, not a ValueError deep in a unit."""
@@ -77,7 +83,8 @@ class SampleConfig(StageConfig):
         backends = available_backends()
         checks = [(self.split in SPLITS, "--split", self.split, ", ".join(SPLITS)),
                   (self.joints in VOTE_JOINT_SETS, "--joints", self.joints, ", ".join(VOTE_JOINT_SETS)),
-                  (self.sdf_backend in backends, "--sdf-backend", self.sdf_backend, ", ".join(backends))]
+                  (self.sdf_backend in backends, "--sdf-backend", self.sdf_backend, ", ".join(backends)),
+                  (self.crop_center in CROP_CENTERS, "--crop-center", self.crop_center, ", ".join(CROP_CENTERS))]
         for ok, flag, value, known in checks:
             if not ok:
                 raise SelectionError(f"{flag}: unknown value {value!r}; use {known}")
@@ -149,7 +156,8 @@ def _params(config: SampleConfig) -> dict:
     return {"sampler": SamplerConfig(points=config.points).to_json(), "joints": config.joints,
             "radius": config.radius, "crop": config.crop, "seed": config.seed,
             "sdf_backend": config.sdf_backend, "jpeg_quality": config.jpeg_quality,
-            "samples_per_shard": config.samples_per_shard}
+            "samples_per_shard": config.samples_per_shard,
+            **({"crop_center": config.crop_center} if config.crop_center != "body" else {})}
 
 
 def plan(config: SampleConfig, work: WorkDir) -> list[Unit]:
@@ -224,14 +232,30 @@ def target_joints(joint_set: str, mocap32: np.ndarray, smplx_joints: np.ndarray)
     raise ValueError(f"unknown vote joint set {joint_set!r}: use h36m17, smplx55 or cocowb133")
 
 
-def crop_around(vertices_cam: np.ndarray, K: np.ndarray, crop_px: int) -> np.ndarray:
-    """(3, 3) intrinsics of a square pinhole crop around the projected body (vertices (V, 3) camera frame)."""
+def crop_around(vertices_cam: np.ndarray, K: np.ndarray, crop_px: int, center_uv=None) -> np.ndarray:
+    """(3, 3) intrinsics of a square pinhole crop around the projected body (vertices (V, 3) camera
+    frame), centred on the body's box or on ``center_uv`` (2,) pinhole pixels when given."""
     from pipeline.release.cameras import crop_intrinsics, project_pinhole
 
     uv = project_pinhole(vertices_cam, K)
     lo, hi = uv.min(axis=0), uv.max(axis=0)
     side = CROP_MARGIN * float(max(hi - lo))
-    return crop_intrinsics((lo + hi) / 2, side, crop_px, K)
+    return crop_intrinsics((lo + hi) / 2 if center_uv is None else center_uv, side, crop_px, K)
+
+
+def official_box_center(info, camera, frame: int) -> np.ndarray | None:
+    """(2,) pinhole pixels of the centre of the release's ground_truth_bb box of a frame (the
+    box is in the distorted video image: its centre is undistorted exactly), or None."""
+    from pipeline.release.cameras import undistort_pixels_h36m
+
+    mask = info.mask("ground_truth_bb", camera.id)
+    if mask is None or frame >= mask.frames:
+        return None
+    box = mask.box(frame)
+    if box is None:
+        return None
+    center = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2], dtype=np.float64)
+    return undistort_pixels_h36m(center, camera.K, camera.dist)
 
 
 def _shares_cpu_tree(backend: str) -> bool:
@@ -294,7 +318,8 @@ def make_sample(spec: SampleSpec, work: WorkDir, model_path: Path, config: Sampl
     if image.shape[:2] != (camera.height, camera.width):
         raise DataError(f"{image_path}: image is {image.shape[1]}x{image.shape[0]}, camera says "
                         f"{camera.width}x{camera.height}")
-    K_crop = crop_around(verts_cam, camera.K, config.crop)
+    center = official_box_center(info, camera, spec.frame) if config.crop_center == "bbox" else None
+    K_crop = crop_around(verts_cam, camera.K, config.crop, center)
     crop = undistort_image(image, camera, K_crop, (config.crop, config.crop))
 
     sampler = SamplerConfig(points=config.points)
@@ -382,6 +407,7 @@ STAGE = Stage(
         StageOption("joints", str, "Vote targets: h36m17 (mocap), smplx55 or cocowb133."),
         StageOption("radius", float, "Vote radius in metres."),
         StageOption("crop", int, "Crop side in pixels."),
+        StageOption("crop_center", str, "Crop centre: body (fitted body) or bbox (official ground_truth_bb)."),
         StageOption("samples_per_shard", int, "Samples per shard file."),
         BODY_MODEL_OPTION,
         StageOption("sdf_backend", str, "SDF backend: auto, cpu, cuda, torch, mesh-to-sdf."),

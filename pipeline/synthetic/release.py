@@ -11,6 +11,12 @@ images and intrinsics together). The release has the real layout and naming::
     OUT/S1/MyPoseFeatures/D3_Positions/<basename>.cdf              Pose (1, T, 96) world mm
     OUT/S1/MyPoseFeatures/D3_Positions_mono/<basename>.<camera>.cdf  (1, T, 96) camera mm
     OUT/S1/MyPoseFeatures/D2_Positions/<basename>.<camera>.cdf       (1, T, 64) pixels
+    OUT/S1/MyPoseFeatures/D3_Positions_mono_universal/<basename>.<camera>.cdf  (1, T, 96) camera
+                                           mm, the same motion on the universal skeleton
+    OUT/S1/MyPoseFeatures/D3_Angles/<basename>.cdf                 (1, T, 78) root mm + degrees
+    OUT/S1/MyPoseFeatures/D3_Angles_mono/<basename>.<camera>.cdf   (1, T, 78) root in the camera
+    OUT/S1/MySegmentsMat/ground_truth_bb/<basename>.<camera>.mat   official boxes (MATLAB v7.3)
+    OUT/S1/MySegmentsMat/ground_truth_bs/<basename>.<camera>.mat   rendered silhouettes
     OUT/groundtruth/S1/<basename>.npz      true SMPL-X params per frame, noise-free mocap
                                            (joints_h36m32), the correspondence's joints
                                            (joints_h36m32_correspondence) and the mocap
@@ -52,6 +58,7 @@ from pipeline.release.cameras import (
     project_h36m,
     w0_from_cameras,
 )
+from pipeline.release.masks import MASK_KINDS, bb_rectangles, mask_path, rectangle_mask
 from pipeline.release.metadata import Metadata, default_metadata, write_metadata
 from pipeline.release.quirks import canonical_action
 from pipeline.store import (
@@ -60,6 +67,7 @@ from pipeline.store import (
     atomic_write_npz,
     sequence_folder_name,
 )
+from pipeline.synthetic.segments import SilhouetteDefects, background_subtraction
 
 FPS = 50
 """Frame rate of the videos and the mocap (Human3.6M's videos run at 50 fps)."""
@@ -104,9 +112,10 @@ class SyntheticReleaseConfig:
     real mapping table (S1's (4, 1) is "Eating 2", S1's (15, 1) is "WalkingDog 1")."""
     frames: int = 100
     """Mocap frames per sequence (50 fps)."""
-    scale: float = 0.8
+    scale: float = 1.0
     """Image scale against the real 1000 × 1002 / 1000 × 1000 cameras (intrinsics follow via
-    Camera.scaled). The scaled sizes must be even (mp4 drops an odd last row/column): 1, 0.8,
+    Camera.scaled); 1 = the real resolution, which hard-coded third-party camera tables
+    assume. The scaled sizes must be even (mp4 drops an odd last row/column): 1, 0.8,
     0.2 and 0.1 work for every camera, 0.5 does not (1002 × 0.5 = 501)."""
     seed: int = 0
     """Seed of every random draw (shapes, motion, colours, marker noise)."""
@@ -131,6 +140,12 @@ class SyntheticReleaseConfig:
     """Injected video defects (short videos, corrupt files)."""
     workers: int = 0
     """Processes rendering videos in parallel (0: one per CPU core; 1: in this process)."""
+    masks: tuple[str, ...] = MASK_KINDS
+    """MySegmentsMat folders to write: "ground_truth_bb" (official boxes from the mocap),
+    "ground_truth_bs" (the rendered silhouettes); real downloads hold one or both."""
+    mask_defects: bool = False
+    """Give ground_truth_bs the defects of real background subtraction (holes, a shadow at
+    the feet, speckle, now and then a missed limb); False: the exact silhouette."""
 
 
 # --- sequence keys ----------------------------------------------------------------------------
@@ -229,6 +244,45 @@ def offset_mocap(mocap: np.ndarray, rotations: np.ndarray, offsets: np.ndarray) 
     return mocap + np.einsum("tjab,jb->tja", rotations[:, bone_frame_index()], offsets)
 
 
+def _rest_mocap(body: _Body, betas: np.ndarray, frames: int) -> np.ndarray:
+    """(32, 3) the h36m32 joints of the body in its rest pose (SMPL-X canonical frame, y up)."""
+    zeros = lambda n: np.zeros((frames, n))  # noqa: E731
+    rest = {"betas": betas, "global_orient": zeros(3), "body_pose": zeros(63), "transl": zeros(3),
+            "left_hand_pose": zeros(45), "right_hand_pose": zeros(45), "jaw_pose": zeros(3),
+            "leye_pose": zeros(3), "reye_pose": zeros(3), "expression": zeros(NUM_EXPRESSION)}
+    vertices, joints55 = _forward(body, rest)
+    return _mocap_from_body(vertices[:1], joints55[:1])[0]
+
+
+def skeleton_offsets(rest_joints: np.ndarray, parents) -> np.ndarray:
+    """(32, 3) bone offsets (joint minus parent) of a rest skeleton, same unit; root 0."""
+    parents = np.asarray(parents)
+    offsets = rest_joints - rest_joints[np.maximum(parents, 0)]
+    offsets[parents < 0] = 0.0
+    return offsets
+
+
+def joint_rotations(world_rotations: np.ndarray, parents) -> np.ndarray:
+    """(T, 32, 3, 3) global rotation of each h36m32 joint: the SMPL-X bone frame that carries
+    its children (``H36M32_BONE_FRAME`` of a child; the same for all children of a joint)."""
+    from fitting.correspondence import bone_frame_index
+
+    frame = bone_frame_index()
+    own = frame.copy()  # end sites: their own bone frame (no child)
+    for child, parent in enumerate(parents):
+        if parent >= 0:
+            own[parent] = frame[child]
+    return world_rotations[:, own]
+
+
+def universal_mocap(angles: np.ndarray, offsets_mm: np.ndarray, metadata: Metadata) -> np.ndarray:
+    """(T, 32, 3) metres: D3_Angles rows on the universal skeleton (D3_Positions_mono_universal
+    before the camera transform)."""
+    from pipeline.release.angles import forward_kinematics
+
+    return forward_kinematics(angles, offsets_mm, metadata.joint_parents, metadata.joint_names) / MM_PER_M
+
+
 def _subject_betas(seed: int, subject: str) -> np.ndarray:
     return np.clip(rng_for(seed, "betas", subject).normal(0.0, 0.8, NUM_BETAS), -2.0, 2.0)
 
@@ -305,18 +359,27 @@ def _write_cdf(path: Path, pose: np.ndarray) -> None:
 
 
 def _write_mocap(root: Path, subject: str, basename: str, joints_world: np.ndarray,
-                 cameras: list[Camera]) -> None:
-    """D3_Positions, D3_Positions_mono and D2_Positions CDFs of one sequence."""
+                 cameras: list[Camera], angles: np.ndarray, universal_world: np.ndarray,
+                 skeleton_names) -> None:
+    """D3_Positions(_mono, _mono_universal), D2_Positions and D3_Angles(_mono) CDFs of one
+    sequence (angles (T, 78) rows; universal_world (T, 32, 3) metres)."""
+    from pipeline.release.angles import angles_in_camera
+
     T = joints_world.shape[0]
     features = root / subject / "MyPoseFeatures"
     _write_cdf(features / "D3_Positions" / f"{basename}.cdf",
                (joints_world * MM_PER_M).reshape(T, 96))
+    _write_cdf(features / "D3_Angles" / f"{basename}.cdf", angles)
     for cam in cameras:
         joints_cam = cam_from_world(joints_world, cam.R, cam.t)
         _write_cdf(features / "D3_Positions_mono" / f"{basename}.{cam.id}.cdf",
                    (joints_cam * MM_PER_M).reshape(T, 96))
         _write_cdf(features / "D2_Positions" / f"{basename}.{cam.id}.cdf",
                    project_h36m(joints_cam, cam.K, cam.dist).reshape(T, 64))
+        _write_cdf(features / "D3_Positions_mono_universal" / f"{basename}.{cam.id}.cdf",
+                   (cam_from_world(universal_world, cam.R, cam.t) * MM_PER_M).reshape(T, 96))
+        _write_cdf(features / "D3_Angles_mono" / f"{basename}.{cam.id}.cdf",
+                   angles_in_camera(angles, cam.R, cam.t * MM_PER_M, skeleton_names))
 
 
 # --- videos -----------------------------------------------------------------------------------
@@ -332,6 +395,10 @@ class _VideoJob:
     backdrop_bgr: tuple[int, int, int]
     frames: int
     corrupt: bool
+    joints_world: np.ndarray | None = None  # (T, 32, 3) written mocap, metres: the official boxes
+    mask_paths: dict | None = None  # {kind: path} of the MySegmentsMat files to write
+    mask_defects: bool = False
+    seed: int = 0
 
 
 def _render_video(job: _VideoJob) -> tuple[str, float]:
@@ -340,7 +407,7 @@ def _render_video(job: _VideoJob) -> tuple[str, float]:
 
     import cv2
 
-    from pipeline.synthetic.render import background, render_mesh
+    from pipeline.synthetic.render import background, render_mesh_and_mask
 
     start = time.perf_counter()
     job.path.parent.mkdir(parents=True, exist_ok=True)
@@ -351,16 +418,31 @@ def _render_video(job: _VideoJob) -> tuple[str, float]:
     if not writer.isOpened():
         raise DataError(f"{job.path}: OpenCV cannot open an {VIDEO_FOURCC} video writer")
     backdrop = background(cam, job.backdrop_bgr)
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(writer.release)
+        masks = _mask_writers(job, stack)
+        boxes = bb_rectangles(job.joints_world, cam) if "ground_truth_bb" in masks else None
+        rng = rng_for(job.seed, "background-subtraction", str(job.path.name))
+        defects = SilhouetteDefects() if job.mask_defects else None
         for i in range(job.frames):
-            writer.write(render_mesh(job.vertices[i], job.faces, job.albedo, cam, backdrop))
-    finally:
-        writer.release()
+            image, silhouette = render_mesh_and_mask(job.vertices[i], job.faces, job.albedo, cam, backdrop)
+            writer.write(image)
+            if "ground_truth_bs" in masks:
+                masks["ground_truth_bs"].append(background_subtraction(silhouette, defects, rng))
+            if boxes is not None:
+                masks["ground_truth_bb"].append(rectangle_mask(boxes[i], cam.width, cam.height))
     if job.corrupt:
         data = tmp.read_bytes()
         tmp.write_bytes(data[: len(data) // 4])
     os.replace(tmp, job.path)
     return str(job.path), time.perf_counter() - start
+
+
+def _mask_writers(job: _VideoJob, stack: contextlib.ExitStack) -> dict:
+    from pipeline.release.masks import MaskWriter
+
+    return {kind: stack.enter_context(MaskWriter(path, job.camera.width, job.camera.height))
+            for kind, path in (job.mask_paths or {}).items()}
 
 
 def _backdrop_color(seed: int, camera_id: str) -> tuple[int, int, int]:
@@ -410,6 +492,9 @@ def _check_config(config: SyntheticReleaseConfig, metadata: Metadata) -> None:
     for key in config.sequences:
         if key not in metadata.mapping:
             raise DataError(f"synthetic release: sequence {key} is not in the mapping table")
+    unknown = [k for k in config.masks if k not in MASK_KINDS]
+    if unknown:
+        raise DataError(f"synthetic release: mask kind {unknown[0]!r} is not one of {', '.join(MASK_KINDS)}")
     for quirk in config.video_quirks:
         if quirk.drop_last >= config.frames:
             raise DataError(f"synthetic release: {quirk} drops every frame")
@@ -433,8 +518,8 @@ def _release_metadata(base: Metadata, config: SyntheticReleaseConfig) -> Metadat
     resolution = {s: tuple((cams[(i, c)].height, cams[(i, c)].width)
                            for c in range(len(base.camera_ids)))
                   for i, s in enumerate(base.subjects)}
-    return replace(base, w0=w0, resolution_hw=resolution,
-                   frames=frames)
+    return replace(base, w0=w0, resolution_hw=resolution, frames=frames,
+                   actor_names=tuple(f"Synthetic{s[1:]}" for s in base.subjects))
 
 
 def _dropped(config: SyntheticReleaseConfig, subject: str, key: SequenceKey, camera: str) -> int:
@@ -464,7 +549,12 @@ def write_synthetic_release(out: Path, config: SyntheticReleaseConfig | None = N
         if work_dir.resolve() == out.resolve():
             raise DataError(f"{out}: the model cache must not be the release folder")
         body = _load_body(work_dir, config.model_seed, config.frames)
-        jobs = _write_subjects(out, config, metadata, body)
+        # the universal skeleton (skel_angles): the model's mean shape, shared by all subjects
+        universal = skeleton_offsets(_rest_mocap(body, np.zeros(NUM_BETAS), config.frames),
+                                     metadata.joint_parents) * MM_PER_M
+        metadata = replace(metadata, skel_angles_offsets_mm=tuple(map(tuple, universal.round(6))))
+        jobs, measurements = _write_subjects(out, config, metadata, body)
+        metadata = replace(metadata, subject_measurements=measurements)
         model_record = {"generator": "fitting.synthetic_model.write_synthetic_model",
                         "seed": config.model_seed, "file": body.model_path.name,
                         "sha256": sha256_file(body.model_path), "num_betas": NUM_BETAS,
@@ -479,11 +569,19 @@ def write_synthetic_release(out: Path, config: SyntheticReleaseConfig | None = N
 
 
 def _write_subjects(out: Path, config: SyntheticReleaseConfig, metadata: Metadata,
-                    body: _Body) -> list[_VideoJob]:
-    """Ground truth and mocap of every sequence; returns the video jobs still to render."""
+                    body: _Body) -> tuple[list[_VideoJob], dict[str, tuple[float, ...]]]:
+    """Ground truth and mocap of every sequence; returns the video jobs still to render and
+    each subject's ``subject_measurements`` row (rest-pose joints 0..28, mm)."""
+    from pipeline.release.angles import angles_from_rotations
+
     jobs: list[_VideoJob] = []
+    measurements: dict[str, tuple[float, ...]] = {}
+    universal = np.array(metadata.skel_angles_offsets_mm)
+    parents = metadata.joint_parents
     for subject in config.subjects:
         betas = _subject_betas(config.seed, subject)
+        rest = _rest_mocap(body, betas, config.frames)
+        measurements[subject] = tuple((rest[:29] * MM_PER_M).round(4).reshape(-1).tolist())
         albedo = _subject_albedo(body.part, config.seed, subject)
         cameras = [metadata.camera(subject, c) for c in range(len(metadata.camera_ids))]
         for key in config.sequences:
@@ -496,10 +594,15 @@ def _write_subjects(out: Path, config: SyntheticReleaseConfig, metadata: Metadat
             offsets = np.zeros((32, 3))
             if config.mocap_skeleton == "mismatched":
                 offsets = mocap_offsets(config.seed, subject, config.mocap_offset_mm)
-            mocap = offset_mocap(through_correspondence, body_world_rotations(params["global_orient"], params["body_pose"]), offsets)
+            world_rotations = body_world_rotations(params["global_orient"], params["body_pose"])
+            mocap = offset_mocap(through_correspondence, world_rotations, offsets)
             noise = rng_for(config.seed, "marker-noise", subject, basename).normal(
                 0.0, config.marker_noise_mm / MM_PER_M, mocap.shape)
-            _write_mocap(out, subject, basename, mocap + noise, cameras)
+            written = mocap + noise
+            angles = angles_from_rotations(written[:, 0] * MM_PER_M, joint_rotations(world_rotations, parents),
+                                           parents, metadata.joint_names)
+            _write_mocap(out, subject, basename, written, cameras, angles,
+                         universal_mocap(angles, universal, metadata), metadata.joint_names)
             gt_dir = out / "groundtruth" / subject
             gt_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_npz(gt_dir / f"{basename}.npz", dict(**params, joints_h36m32=mocap,
@@ -511,8 +614,10 @@ def _write_subjects(out: Path, config: SyntheticReleaseConfig, metadata: Metadat
                     vertices=vertices.astype(np.float32), faces=body.faces, albedo=albedo,
                     camera=cam, backdrop_bgr=_backdrop_color(config.seed, cam.id),
                     frames=config.frames - _dropped(config, subject, key, cam.id),
-                    corrupt=_corrupt(config, subject, key, cam.id)))
-    return jobs
+                    corrupt=_corrupt(config, subject, key, cam.id), joints_world=written,
+                    mask_paths={k: mask_path(out, subject, basename, cam.id, k) for k in config.masks},
+                    mask_defects=config.mask_defects, seed=config.seed))
+    return jobs, measurements
 
 
 def write_groundtruth_fits(release: Path, work_dir: Path, mpjpe_mm: float = 0.0) -> int:

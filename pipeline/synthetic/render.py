@@ -97,6 +97,46 @@ def _rasterize(uv, depth, faces, colors, image, zbuf, near):  # pragma: no cover
                         image[y, x, k] = min(max(int(value + 0.5), 0), 255)
 
 
+@njit(cache=True, nogil=True)
+def _rasterize_coverage(uv, depth, faces, mask, near):  # pragma: no cover - numba
+    """Set mask (H, W) where a triangle covers a pixel centre: the same coverage rule (and
+    near-plane and degenerate-triangle skips) as :func:`_rasterize`, without colour or depth."""
+    H, W = mask.shape
+    for f in range(faces.shape[0]):
+        a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
+        if depth[a] < near or depth[b] < near or depth[c] < near:
+            continue
+        xa, ya = uv[a, 0], uv[a, 1]
+        xb, yb = uv[b, 0], uv[b, 1]
+        xc, yc = uv[c, 0], uv[c, 1]
+        area = (xb - xa) * (yc - ya) - (yb - ya) * (xc - xa)
+        if area == 0.0:
+            continue
+        x0 = max(int(np.ceil(min(xa, min(xb, xc)))), 0)
+        x1 = min(int(np.floor(max(xa, max(xb, xc)))), W - 1)
+        y0 = max(int(np.ceil(min(ya, min(yb, yc)))), 0)
+        y1 = min(int(np.floor(max(ya, max(yb, yc)))), H - 1)
+        inv = 1.0 / area
+        for y in range(y0, y1 + 1):
+            for x in range(x0, x1 + 1):
+                w0 = ((xb - x) * (yc - y) - (yb - y) * (xc - x)) * inv
+                w1 = ((xc - x) * (ya - y) - (yc - y) * (xa - x)) * inv
+                if w0 >= 0.0 and w1 >= 0.0 and 1.0 - w0 - w1 >= 0.0:
+                    mask[y, x] = True
+
+
+def mesh_silhouette(vertices_world: np.ndarray, faces: np.ndarray, camera: Camera) -> np.ndarray:
+    """(H, W) bool: the pixels (centres at integers) a mesh covers in ``camera``, projected
+    exactly through the Human3.6M lens model per vertex — the silhouette :func:`render_mesh`
+    draws. vertices_world (V, 3) world metres; faces (F, 3) int."""
+    cam = cam_from_world(np.asarray(vertices_world, dtype=np.float64), camera.R, camera.t)
+    uv = np.ascontiguousarray(project_h36m(cam, camera.K, camera.dist))
+    mask = np.zeros((camera.height, camera.width), dtype=np.bool_)
+    _rasterize_coverage(uv, np.ascontiguousarray(cam[:, 2]), np.ascontiguousarray(faces, dtype=np.int64),
+                        mask, NEAR_M)
+    return mask
+
+
 def background(camera: Camera, color_bgr) -> np.ndarray:
     """A plain backdrop (H, W, 3) uint8 with a soft vertical gradient (floor darker)."""
     rows = np.linspace(1.08, 0.85, camera.height, dtype=np.float32)[:, None, None]
@@ -111,6 +151,12 @@ def render_mesh(vertices_world: np.ndarray, faces: np.ndarray, albedo_bgr: np.nd
     vertices_world (V, 3) world metres; faces (F, 3) int; albedo_bgr (V, 3) in [0, 255];
     backdrop (H, W, 3) uint8 of the camera's size. Returns (H, W, 3) uint8 BGR.
     """
+    return render_mesh_and_mask(vertices_world, faces, albedo_bgr, camera, backdrop)[0]
+
+
+def render_mesh_and_mask(vertices_world: np.ndarray, faces: np.ndarray, albedo_bgr: np.ndarray,
+                         camera: Camera, backdrop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`render_mesh` and the (H, W) bool silhouette: the pixels the mesh covers."""
     cam = cam_from_world(np.asarray(vertices_world, dtype=np.float64), camera.R, camera.t)
     uv = project_h36m(cam, camera.K, camera.dist)
     faces = np.ascontiguousarray(faces, dtype=np.int64)
@@ -119,4 +165,4 @@ def render_mesh(vertices_world: np.ndarray, faces: np.ndarray, albedo_bgr: np.nd
     image = np.array(backdrop, dtype=np.uint8, copy=True)
     zbuf = np.full(image.shape[:2], np.inf, dtype=np.float64)
     _rasterize(uv, np.ascontiguousarray(cam[:, 2]), faces, colors, image, zbuf, NEAR_M)
-    return image
+    return image, np.isfinite(zbuf)

@@ -20,7 +20,8 @@ def test_spot_check_passes_on_the_synthetic_release(synthetic_release, model_cac
     suite = ET.parse(junit).getroot()
     assert suite.get("failures") == "0" and int(suite.get("tests")) >= 7
     names = [c.get("name") for c in suite]
-    assert {"stage fit", "fit p95 MPJPE", "validate shards", "h3wb files"} <= set(names)
+    assert {"stage fit", "fit p95 MPJPE", "validate shards", "h3wb files", "silhouette IoU"} <= set(names)
+    assert "PASS  silhouette IoU" in result.output and "not checked" not in result.output
 
 
 def test_verdict_and_junit_report_failures():

@@ -62,3 +62,15 @@ def test_mismatch_warns_unless_asked_to_fail():
     assert any("WARNING" in (case.findtext("system-out") or "") for case in suite)
     strict = by_name(plausibility_checks(summary(mismatch=("Head",)), SpotCheckConfig(fail_on_mismatch=True)))
     assert not strict["skeleton mismatch"].ok
+
+
+def test_silhouette_threshold():
+    from pipeline.recipes.spotcheck import silhouette_check
+
+    sil = {"checked": True, "mean": 0.74, "min": 0.61, "frames": 40,
+           "worst": [{"subject": "S9", "sequence": "Walking_1", "camera": "54138969", "frame": 3, "iou": 0.61}]}
+    assert silhouette_check(sil, SpotCheckConfig()).ok
+    failed = silhouette_check(sil, SpotCheckConfig(min_silhouette_iou=0.8))
+    assert not failed.ok and "mean 0.740" in failed.detail and "limit 0.8" in failed.detail
+    missing = silhouette_check({"checked": False, "reason": "no ground_truth_bs masks"}, SpotCheckConfig())
+    assert missing.ok and missing.warning and "not checked: no ground_truth_bs masks" in missing.detail

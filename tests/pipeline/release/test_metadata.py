@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,10 @@ def test_written_structure_matches_official_layout(tmp_path):
 @pytest.mark.skipif(not REFERENCE_XML.exists(), reason="shared reference files absent")
 def test_reads_the_real_metadata_file():
     meta = read_metadata(REFERENCE_XML)
-    assert meta == default_metadata()
+    # the embedded facts leave out the actors' names, the real skeleton and measurements
+    assert len(meta.actor_names) == 11 and len(meta.skel_angles_offsets_mm) == 32
+    assert len(meta.subject_measurements["S1"]) == 87
+    assert replace(meta, actor_names=(), skel_angles_offsets_mm=(), subject_measurements={}) == default_metadata()
     tables = json.loads(REFERENCE_TABLES.read_text())
     assert meta.to_json()["mapping"] == tables["sequence_basenames"]["data"]
     assert meta.to_json()["frames"] == tables["frames"]["data"]
@@ -124,3 +128,38 @@ def test_errors_are_one_line_and_name_the_file(tmp_path, make, message):
         read_metadata(path)
     text = str(info.value)
     assert message in text and str(path) in text and "\n" not in text
+
+
+def _element_paths(root) -> set[str]:
+    paths = set()
+
+    def walk(element, prefix):
+        path = f"{prefix}/{element.tag}"
+        paths.add(path)
+        for child in element:
+            walk(child, path)
+
+    walk(root, "")
+    return paths
+
+
+@pytest.mark.skipif(not REFERENCE_XML.exists(), reason="shared reference files absent")
+def test_every_element_path_of_the_real_file_is_written(tmp_path):
+    """Each element path of the real metadata.xml (skel_angles, toffiles, projectionParams,
+    subject_measurements, ...) exists in the file we write; so does the actors' header row."""
+    import xml.etree.ElementTree as ET
+
+    real = _element_paths(ET.parse(REFERENCE_XML).getroot())
+    ours = _element_paths(ET.parse(write_metadata(tmp_path / "metadata.xml", default_metadata())).getroot())
+    assert real - ours == set()
+    real_root = ET.parse(REFERENCE_XML).getroot()
+    our_root = ET.parse(tmp_path / "metadata.xml").getroot()
+    for tag in ("skel_angles/tree/item", "skel_pos/tree/item", "dbcameras/projectionParams/item",
+                "toffiles/tr", "mapping/tr"):
+        assert len(our_root.findall(tag)) == len(real_root.findall(tag)), tag
+    # the D3_Angles channel layout is the real one, item by item
+    for real_item, our_item in zip(real_root.findall("skel_angles/tree/item"),
+                                   our_root.findall("skel_angles/tree/item"), strict=True):
+        for key in ("name", "parent", "rotInd", "posInd", "children", "order"):
+            assert (real_item.findtext(key) or "").strip() == (our_item.findtext(key) or "").strip(), key
+        assert [c.text for c in real_item.find("channels")] == [c.text for c in our_item.find("channels")]
