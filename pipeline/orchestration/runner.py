@@ -396,10 +396,12 @@ def run_stage(
             raise ValueError("run_stage needs a dask client unless dry_run")
         if not hasattr(client, "submit"):  # a factory: start the cluster only when needed
             client = client()
+        if stage.prepare is not None:
+            stage.prepare(config, work, [u for u, *_ in todo])
 
     _run_units(stage, config, work, client, todo, outcomes, progress=progress, retries=retries,
                skipped=len(units) - len(todo))
-    if stage.finalize is not None and not report.failed:
+    if stage.finalize is not None:  # also after failures: it must describe what is there
         stage.finalize(config, work, units)
     report.seconds = time.perf_counter() - t0
     atomic_write_json(work.failures_json(stage.name),

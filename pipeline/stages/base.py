@@ -134,9 +134,12 @@ class Stage:
     """What --stride means for this stage when it is not a plain default (shown in --help)."""
     needs_release: bool = False
     """True when the stage reads the release (``--h36m ROOT`` required)."""
+    prepare: Callable[[Any, Any, list[Unit]], None] | None = None
+    """prepare(config, work, units_to_run) on the client just before those units run (not
+    with --dry-run, not when all are up to date), e.g. to drop them from a shard index."""
     finalize: Callable[[Any, Any, list[Unit]], None] | None = None
     """finalize(config, work, units) on the client after the units ran (also when all were
-    up to date), for outputs that summarise all units, e.g. a shard index."""
+    up to date or some failed), for outputs that summarise all units, e.g. a shard index."""
 
     def config_defaults(self) -> dict[str, Any]:
         """Field name → default of the config dataclass (fields without a default omitted)."""
