@@ -351,6 +351,54 @@ def remove_done_record(work: WorkDir, stage: str, key: str) -> None:
         work.done_record(stage, key).unlink()
 
 
+def _plain(value):
+    """``value`` as JSON would give it back (tuples → lists): what a record compares against."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def short_value(value, limit: int = 40) -> str:
+    """A value for a one-line message: lists longer than 3 items and long texts shortened."""
+    if isinstance(value, list) and len(value) > 3:
+        return f"[{len(value)} items: {short_value(value[0], 20)}, …, {short_value(value[-1], 20)}]"
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def changed_keys(old: Mapping, new: Mapping, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(dotted key, old, new) of every leaf that differs; dicts are compared key by key, so key
+    order (and tuple vs list) is never a change; a key only one side has shows ``None``."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append((prefix + key, a, b))
+    return out
+
+
+def describe_changes(old: Mapping, new: Mapping, max_keys: int = 4) -> str:
+    """"crop 128→256, stride 64→20": the changed keys with old → new values, shortened."""
+    changes = changed_keys(_plain(dict(old)), _plain(dict(new)))
+    parts = []
+    for key, a, b in changes[:max_keys]:
+        if isinstance(a, list) and isinstance(b, list) and (len(a) > 3 or len(b) > 3):
+            gone, added = [x for x in a if x not in b], [x for x in b if x not in a]
+            what = f"{key} {len(a)}→{len(b)} items"
+            if added or gone:
+                what += " (" + ", ".join(
+                    [f"+{short_value(added[0], 30)}" + (f" and {len(added) - 1} more" if len(added) > 1 else "")]
+                    * bool(added)
+                    + [f"-{short_value(gone[0], 30)}" + (f" and {len(gone) - 1} more" if len(gone) > 1 else "")]
+                    * bool(gone)) + ")"
+            parts.append(what)
+        else:
+            parts.append(f"{key} {short_value(a)}→{short_value(b)}")
+    if len(changes) > max_keys:
+        parts.append(f"and {len(changes) - max_keys} more")
+    return ", ".join(parts)
+
+
 def unit_status(
     work: WorkDir,
     stage: str,
@@ -375,10 +423,10 @@ def unit_status(
     if force:
         return "forced"
     if record.get("config_hash") != config_hash:
-        old = record.get("params", {})
-        changed = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
-        what = ", ".join(f"{k} {old.get(k)!r}→{params.get(k)!r}" for k in changed[:3])
-        return f"stale (options changed: {what or 'stage version'})"
+        changes = describe_changes(record.get("params", {}), params)
+        if not changes:
+            return f"stale (stage version {record.get('stage_version', '?')} changed)"
+        return f"stale (options changed: {changes})"
     old_inputs = record.get("inputs", {})
     if set(old_inputs) != set(inputs):
         return "stale (different inputs)"
