@@ -10,8 +10,56 @@ from typing import Any
 from fitting.bodymodel import SYNTHETIC_SPEC
 from pipeline.artifacts import resolve_model
 from pipeline.errors import DataError, SelectionError
-from pipeline.selection import Selection
+from pipeline.selection import Held, Selection, check_selection
 from pipeline.store import WorkDir, clean_temp_files
+
+SELECTION_SOURCE = {"fit": "extract"}
+"""What a chain's first stage selects from: the release when it reads it, WORK/extract for
+fit, else WORK/fit (sample, h3wb)."""
+
+
+def release_holdings(root: Path | str, selection: Selection | None = None, count_frames: bool = False) -> list[Held]:
+    """The sequences of a release (subject folders present), for checking a selection."""
+    from pipeline.release.h36m import read_release
+
+    release = read_release(root, selection, count_frames=count_frames)
+    return [Held(q.subject, q.name, q.action, tuple(c.id for c in q.cameras), q.num_frames)
+            for q in release.sequences]
+
+
+def work_holdings(work: WorkDir, level: str) -> list[Held]:
+    """The sequences WORK/extract (``level`` "extract") or WORK/fit ("fit") holds."""
+    from pipeline.artifacts import extracted_sequences, fitted_sequences, read_sequence_info
+
+    root = work.extract_dir() if level == "extract" else work.fit_dir()
+    subjects = sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
+    listed = extracted_sequences if level == "extract" else fitted_sequences
+    held = []
+    for subject in subjects:
+        for seq in listed(work, subject):
+            try:
+                info = read_sequence_info(work.sequence_json(subject, seq))
+            except DataError:  # a fit without its extract: the stage names the file
+                continue
+            held.append(Held(subject, seq, info.action or seq, info.camera_ids, info.num_frames))
+    return held
+
+
+def checked_release_selection(root: Path | str, selection: Selection) -> Selection:
+    """``selection`` checked against a release (``check_selection``); frame counts are read
+    only when a frame range is given."""
+    checked = check_selection(selection, release_holdings(root), f"the release {root}")
+    if checked.frames != (0, None):
+        check_selection(checked, release_holdings(root, checked, count_frames=True), f"the release {root}")
+    return checked
+
+
+def checked_selection(first_stage, selection: Selection, work: WorkDir, h36m: Path | None) -> Selection:
+    """The selection checked against what the chain's first stage reads (see SELECTION_SOURCE)."""
+    if first_stage.needs_release:
+        return checked_release_selection(h36m, selection)
+    level = SELECTION_SOURCE.get(first_stage.name, "fit")
+    return check_selection(selection, work_holdings(work, level), f"{work.root / level}")
 
 
 def run_stages(
@@ -52,6 +100,8 @@ def run_stages(
             raise DataError(f"stage {stage.name} reads the release: pass --h36m ROOT")
         if stage.needs_release and not h36m.is_dir():
             raise DataError(f"{h36m}: release folder not found (--h36m)")
+
+    selection = checked_selection(stages[0], selection, work, h36m)
 
     given = {k: v for k, v in (options or {}).items() if v is not None}
     unknown = sorted(set(given) - frozenset().union(*(s.option_fields() for s in stages)))
