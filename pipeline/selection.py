@@ -137,7 +137,7 @@ def _listing(names: Iterable[str]) -> str:
 def _unknown(flag: str, what: str, value: str, known: list[str], where: str) -> SelectionError:
     """``--subjects: unknown subject 'S88' in WORK/fit; did you mean S8? It holds S1, S8, S9``."""
     lower = {k.lower(): k for k in known}
-    close = difflib.get_close_matches(value.lower(), list(lower), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(value.lower(), list(lower), n=3, cutoff=0.65)
     hint = f"; did you mean {' or '.join(lower[c] for c in close)}?" if close else ";"
     return SelectionError(f"{flag}: unknown {what} {value!r} in {where}{hint} it holds "
                           f"{_listing(known) or 'none'}")

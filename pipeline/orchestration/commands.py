@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -40,14 +41,29 @@ def user_errors(fn):
     return wrapper
 
 
+ENV_PREFIX = "H36M_NVF"
+
+
+class EnvOption(click.Option):
+    """An option also read from ``H36M_NVF_<OPTION>`` (e.g. ``H36M_NVF_SUBJECTS``), as the README
+    says; the command's own ``H36M_NVF_<COMMAND>_<OPTION>`` (click's) wins over it."""
+
+    def resolve_envvar_value(self, ctx):
+        value = super().resolve_envvar_value(ctx)
+        if value is None and self.allow_from_autoenv and self.name:
+            value = os.environ.get(f"{ENV_PREFIX}_{self.name.upper()}") or None
+        return value
+
+
 def selection_options(fn):
     """The selection options every stage accepts (see pipeline.selection)."""
     options = [
-        click.option("--subjects", help="Comma-separated subjects, e.g. S1,S5 (default: all)."),
-        click.option("--actions", help="Comma-separated actions or sequences, e.g. Walking,Eating_2."),
-        click.option("--cameras", help="Comma-separated camera ids, e.g. 54138969."),
-        click.option("--frames", help="Mocap frame range START:STOP (stop exclusive)."),
-        click.option("--stride", type=click.IntRange(min=1), default=None,
+        click.option("--subjects", cls=EnvOption,
+                     help="Comma-separated subjects, e.g. S1,S5 (case-insensitive; default: all)."),
+        click.option("--actions", cls=EnvOption, help="Comma-separated actions or sequences, e.g. Walking,Eating_2."),
+        click.option("--cameras", cls=EnvOption, help="Comma-separated camera ids, e.g. 54138969."),
+        click.option("--frames", cls=EnvOption, help="Mocap frame range START:STOP (stop exclusive)."),
+        click.option("--stride", cls=EnvOption, type=click.IntRange(min=1), default=None,
                      help="Keep every N-th frame (stage default when omitted)."),
     ]
     for option in reversed(options):
@@ -78,19 +94,19 @@ def body_model_option(fn):
 def _orchestration_params(needs_release: bool) -> list[click.Parameter]:
     """Options every stage command takes (before the selection and the stage's own)."""
     return [
-        click.Option(["--h36m"], type=click.Path(exists=True, file_okay=False, path_type=Path),
+        EnvOption(["--h36m"], type=click.Path(exists=True, file_okay=False, path_type=Path),
                      required=needs_release, help="Human3.6M release root (holds metadata.xml)."),
-        click.Option(["--out"], type=click.Path(file_okay=False, path_type=Path), required=True,
+        EnvOption(["--out"], type=click.Path(file_okay=False, path_type=Path), required=True,
                      help="Work directory WORK."),
-        click.Option(["--scheduler"], help="Attach to a dask scheduler, e.g. tcp://host:8786 "
+        EnvOption(["--scheduler"], help="Attach to a dask scheduler, e.g. tcp://host:8786 "
                      "(default: $H36M_NVF_SCHEDULER, else a local cluster)."),
-        click.Option(["--workers"], type=click.IntRange(min=1),
+        EnvOption(["--workers"], type=click.IntRange(min=1),
                      help="Local cluster worker processes [default: one per core]."),
-        click.Option(["--force"], is_flag=True, help="Recompute units that are up to date."),
-        click.Option(["--dry-run"], is_flag=True, help="List the units and why they would run; change nothing."),
-        click.Option(["--keep-going"], is_flag=True, help="Exit 0 even when units failed (they are still reported)."),
-        click.Option(["--no-progress"], is_flag=True, help="No progress bar (for logs)."),
-        click.Option(["--wait"], is_flag=True, help="Wait for another run on WORK instead of refusing."),
+        EnvOption(["--force"], is_flag=True, help="Recompute units that are up to date."),
+        EnvOption(["--dry-run"], is_flag=True, help="List the units and why they would run; change nothing."),
+        EnvOption(["--keep-going"], is_flag=True, help="Exit 0 even when units failed (they are still reported)."),
+        EnvOption(["--no-progress"], is_flag=True, help="No progress bar (for logs)."),
+        EnvOption(["--wait"], is_flag=True, help="Wait for another run on WORK instead of refusing."),
     ]
 
 
@@ -117,10 +133,10 @@ def _stage_option_params(stages) -> list[click.Parameter]:
             help_text = opt.help + (f"  [default: {default}]" if default is not None else "")
             if opt.type is bool:
                 decl = f"{opt.flag}/--no-{opt.flag[2:]}"
-                params.append(click.Option([decl, opt.field], default=None, help=help_text))
+                params.append(EnvOption([decl, opt.field], default=None, help=help_text))
             else:
                 ptype = click.Path(path_type=Path) if opt.type is Path else opt.type
-                params.append(click.Option([opt.flag, opt.field], type=ptype, default=None, help=help_text))
+                params.append(EnvOption([opt.flag, opt.field], type=ptype, default=None, help=help_text))
     return params
 
 
