@@ -3,6 +3,7 @@
 Layout (DESIGN.md "Work directory")::
 
     WORK/run.json                                   config + versions of each stage's last run
+    WORK/params.yaml                                the stage options of the last run (read back)
     WORK/.lock                                      fcntl lock of the run holding WORK
     WORK/<stage>/done/<unit key>.done.json          done-record of one unit
     WORK/<stage>/failures.json                      units that failed in the stage's last run
@@ -33,6 +34,7 @@ audits).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import io
@@ -49,6 +51,8 @@ import numpy as np
 from common.hashing import sha256_file
 from pipeline.errors import DataError, WorkDirBusy
 
+PARAMS_NAME = "params.yaml"
+"""The params file of a work dir (see ``Params``)."""
 SMALL_FILE_BYTES = 16 * 2**20
 """Input files up to this size are fingerprinted with their sha256 as well."""
 TMP_SUFFIX = ".tmp"
@@ -87,6 +91,10 @@ class WorkDir:
     @property
     def run_json(self) -> Path:
         return self.root / "run.json"
+
+    @property
+    def params_file(self) -> Path:
+        return self.root / PARAMS_NAME
 
     @property
     def lock_path(self) -> Path:
@@ -301,6 +309,90 @@ class FingerprintCache:
         fp = fingerprint(path)
         self._cache[path] = fp
         return fp
+
+
+# --------------------------------------------------------------------------- params file
+
+
+@dataclass(frozen=True)
+class Params:
+    """``WORK/params.yaml``: every stage option of the last run, which each stage command reads
+    back, so that a plain rerun reproduces it.
+
+    YAML because people read and edit it (comments say who set a value); pyyaml comes with
+    dask. Values are written as JSON flow scalars, which YAML reads back unchanged.
+    """
+
+    h36m: str | None = None
+    """Release root of the last run that read the release."""
+    stages: Mapping[str, Mapping[str, object]] = dataclasses.field(default_factory=dict)
+    """Stage name → option field (``stride`` included) → value."""
+    set_by: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+    """Stage name → option field → what set it when not its default (e.g. "--crop on
+    `h36m-nvf sample`, 2026-12-01 23:50"); values without an entry are the stage defaults."""
+
+
+_PARAMS_HEADER = """\
+# h36m-nvf: the stage options of the last run in this work dir (written by `run`, `demo` and
+# each stage command). Each stage command reads its section back, so a plain rerun reproduces
+# the last run; a flag on the command line overrides one value and is recorded under set_by
+# (and in the comment beside it). Edit a value here to change it for the next run.
+"""
+
+
+def _yaml_scalar(value) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def format_params(params: Params) -> str:
+    """The text of a params file (deterministic: sorted stages and keys)."""
+    lines = [_PARAMS_HEADER.rstrip("\n"), f"h36m: {_yaml_scalar(params.h36m)}", "stages:"]
+    for stage in sorted(params.stages):
+        lines.append(f"  {stage}:")
+        notes = params.set_by.get(stage, {})
+        for key in sorted(params.stages[stage]):
+            note = f"  # {notes[key]}" if key in notes else ""
+            lines.append(f"    {key}: {_yaml_scalar(params.stages[stage][key])}{note}")
+    lines.append("set_by:")
+    for stage in sorted(s for s in params.set_by if params.set_by[s]):
+        lines.append(f"  {stage}:")
+        lines += [f"    {k}: {_yaml_scalar(v)}" for k, v in sorted(params.set_by[stage].items())]
+    return "\n".join(lines) + "\n"
+
+
+def write_params(work: WorkDir, params: Params) -> None:
+    atomic_write_bytes(work.params_file, format_params(params).encode())
+
+
+def read_params(work: WorkDir) -> Params:
+    """The params file (an empty ``Params`` when there is none); DataError naming it when it is
+    not a mapping of the documented shape."""
+    import yaml
+
+    path = work.params_file
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        return Params()
+    except (OSError, yaml.YAMLError) as e:
+        raise DataError(f"{path}: unreadable params file ({str(e).splitlines()[0]})") from e
+    data = {} if data is None else data
+
+    def table(value, what: str) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(v, dict) or v is None for v in value.values()):
+            raise DataError(f"{path}: {what} must map each stage to its options")
+        return {str(k): dict(v or {}) for k, v in value.items()}
+
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a mapping with h36m, stages and set_by")
+    unknown = sorted(set(data) - {"h36m", "stages", "set_by"})
+    if unknown:
+        raise DataError(f"{path}: unknown key {unknown[0]!r} (expected h36m, stages, set_by)")
+    h36m = data.get("h36m")
+    return Params(h36m=None if h36m is None else str(h36m), stages=table(data.get("stages"), "stages"),
+                  set_by={s: {k: str(v) for k, v in t.items()} for s, t in table(data.get("set_by"), "set_by").items()})
 
 
 # --------------------------------------------------------------------------- done-records

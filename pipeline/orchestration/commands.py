@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 from pathlib import Path
 
 import click
@@ -95,7 +96,8 @@ def _orchestration_params(needs_release: bool) -> list[click.Parameter]:
     """Options every stage command takes (before the selection and the stage's own)."""
     return [
         EnvOption(["--h36m"], type=click.Path(exists=True, file_okay=False, path_type=Path),
-                     required=needs_release, help="Human3.6M release root (holds metadata.xml)."),
+                  help="Human3.6M release root (holds metadata.xml)"
+                  + "; default: the last run's, from WORK/params.yaml."),
         EnvOption(["--out"], type=click.Path(file_okay=False, path_type=Path), required=True,
                      help="Work directory WORK."),
         EnvOption(["--scheduler"], help="Attach to a dask scheduler, e.g. tcp://host:8786 "
@@ -224,8 +226,11 @@ def run_stage_command(names: list[str], kwargs: dict) -> None:
     if not common["dry_run"]:
         quiet_dask_logs()
     try:
+        command = "run" if len(names) > 1 else names[0]
+        origin = "{flag} on `h36m-nvf " + command + "`, " + time.strftime("%Y-%m-%d %H:%M")
         reports = run_stages(names, out, h36m=h36m, selection=selection, stride=stride,
-                             options=kwargs, progress=progress, echo=click.echo, **common)
+                             options=kwargs, progress=progress, echo=click.echo, reuse_params=True,
+                             origin=origin, **common)
     except ConnectionError as e:
         raise click.ClickException(str(e)) from e
     if any(r.failed for r in reports) and not common["keep_going"]:

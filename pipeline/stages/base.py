@@ -130,6 +130,9 @@ class Stage:
     """The stage's own command-line options."""
     default_stride: int | None = 1
     """--stride when the user gives none (None: the stage picks per part, see stride_help)."""
+    stride_fields: tuple[str, ...] = ()
+    """Options that refine --stride (sample's train_stride, test_stride): a --stride given on
+    the command line replaces their values from the params file."""
     stride_help: str = ""
     """What --stride means for this stage when it is not a plain default (shown in --help)."""
     needs_release: bool = False

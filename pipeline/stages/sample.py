@@ -582,6 +582,7 @@ STAGE = Stage(
     prepare=prepare,
     finalize=finalize,
     default_stride=None,
+    stride_fields=("train_stride", "test_stride"),
     stride_help=("--stride sets both parts' frame stride; without it each split uses its own ("
                  + "; ".join(f"{s.name}: train {s.train_stride}, test {s.test_stride}" for s in SPLITS.values())
                  + "). --train-stride / --test-stride override one part."),

@@ -120,3 +120,27 @@ def test_a_stride_the_extracted_frames_cannot_serve_is_a_usage_error(sampled, tm
     assert "the test part takes every 3rd frame (--test-stride 3)" in result.output
     assert "only at every 2nd frame (extract --stride 2)" in result.output
     assert "only multiples of 6 could be sampled" in result.output
+
+
+def test_readme_commands_after_a_demo_like_run_are_up_to_date(sampled, tmp_path):
+    """The demo passes its options to run_stages (crop, points, strides …); a plain `sample --out`
+    or `extract --out` afterwards reads them back from WORK/params.yaml: nothing to redo."""
+    from pipeline.orchestration.api import run_stages
+
+    work = tmp_path / "work"
+    shutil.copytree(sampled, work)
+    (work / "params.yaml").unlink()
+    release = json.loads((work / "run.json").read_text())["stages"]["extract"]["config"]["h36m"]
+    options = {"points": 64, "crop": 32, "samples_per_shard": 2, "train_stride": 2, "test_stride": 4}
+    (ext,) = run_stages(["extract"], work, h36m=release, stride=2, workers=1, progress=False,
+                        origin="`h36m-nvf demo`")
+    (rep,) = run_stages(["sample"], work, options=options, workers=1, progress=False, origin="`h36m-nvf demo`")
+    assert not ext.done and not rep.done
+    before = snapshot(work)
+    for command in (["sample", "--out", str(work)], ["extract", "--out", str(work)]):
+        result = CliRunner().invoke(main, [*command, "--no-progress", "--workers", "1"])
+        assert result.exit_code == 0, result.output
+        assert " 0 done, " in result.output and "as last time" in result.output, result.output
+    assert snapshot(work) == before
+    text = (work / "params.yaml").read_text()
+    assert "    crop: 32  # `h36m-nvf demo`\n" in text and "    test_stride: 4  # `h36m-nvf demo`\n" in text
