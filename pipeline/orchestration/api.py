@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,25 @@ def stage_values(stage, given: Mapping[str, Any], saved: Params, origin: str, wh
     return values, set_by, reused
 
 
+def check_chain_strides(configs) -> None:
+    """Before a chain that extracts and samples runs: SelectionError when a sample part's
+    stride asks for frames the extract stride does not keep (the sample stage checks the
+    images themselves; this says it before hours of extraction)."""
+    by_name = {stage.name: config for stage, config in configs}
+    if "extract" not in by_name or "sample" not in by_name:
+        return
+    from pipeline.stages.sample import every_nth, part_strides
+
+    kept = by_name["extract"].selection.stride or 1
+    for part, (stride, source) in part_strides(by_name["sample"]).items():
+        if stride % kept:
+            raise SelectionError(
+                f"sample: the {part} part takes {every_nth(stride)} ({source}), but extract keeps "
+                f"{every_nth(kept)} (--stride {kept}): only multiples of {math.lcm(stride, kept)} could be "
+                f"sampled; extract with a --stride that divides {stride} (e.g. `h36m-nvf extract --stride 1`, "
+                f"then `run --from fit`), or pass --{part}-stride with a multiple of {kept}")
+
+
 def updated_params(saved: Params, values: Mapping, set_by: Mapping, h36m: Path | None) -> Params:
     """``saved`` with the sections of the stages that ran replaced; the others kept."""
     from pipeline.stages.base import config_to_json
@@ -187,6 +207,7 @@ def run_stages(
         own = dict(values[stage.name])
         sel = dataclasses.replace(selection, stride=own.pop("stride"))
         configs.append((stage, stage.make_config(h36m=h36m, selection=sel, options=own)))
+    check_chain_strides(configs)
     body_model = next((values[s.name]["body_model"] for s in stages if "body_model" in values[s.name]), None)
 
     reports = []

@@ -175,6 +175,8 @@ class StageCommand(click.Command):
         else:
             stage = stages[0]
             self.help = f"{stage.help}\n\n" + (stage.stride_help or f"Default --stride: {stage.default_stride}.")
+        self.help += ("\n\nOptions not given take the last run's values from WORK/params.yaml (the "
+                      "defaults below otherwise); a flag given here overrides one and is recorded there.")
         self.params = params + _decorator_params(selection_options) + _stage_option_params(stages)
         self._built = True
 

@@ -583,13 +583,20 @@ STAGE = Stage(
     finalize=finalize,
     default_stride=None,
     stride_fields=("train_stride", "test_stride"),
-    stride_help=("--stride sets both parts' frame stride; without it each split uses its own ("
-                 + "; ".join(f"{s.name}: train {s.train_stride}, test {s.test_stride}" for s in SPLITS.values())
-                 + "). --train-stride / --test-stride override one part."),
+    stride_help=("Frame strides of the splits' parts: "
+                 + "; ".join(f"{s.name}: train {every_nth(s.train_stride)}, test {every_nth(s.test_stride)}"
+                             for s in SPLITS.values())
+                 + ". --stride sets both parts, --train-stride / --test-stride one. Every frame a "
+                 "stride asks for must have an extracted image: extract with a --stride that divides it "
+                 "(protocol1's test stride 64 over extract --stride 5 would leave only multiples of 320; "
+                 "that is an error). Shards are keyed by sequence, camera and frame block: a run on a "
+                 "selection rewrites only its own shards."),
     options=(
         StageOption("split", str, "Named split: protocol1 or h3wb."),
-        StageOption("train_stride", int, "Override the split's training frame stride."),
-        StageOption("test_stride", int, "Override the split's test frame stride."),
+        StageOption("train_stride", int, "Frame stride of the training part [default: the split's, "
+                    + ", ".join(f"{s.name} {s.train_stride}" for s in SPLITS.values()) + "]."),
+        StageOption("test_stride", int, "Frame stride of the test part [default: the split's, "
+                    + ", ".join(f"{s.name} {s.test_stride}" for s in SPLITS.values()) + "]."),
         StageOption("points", int, "Query points per sample."),
         StageOption("joints", str, "Vote targets: h36m17 (mocap), smplx55 or cocowb133."),
         StageOption("radius", float, "Vote radius in metres."),

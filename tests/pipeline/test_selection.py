@@ -112,3 +112,12 @@ def test_documented_environment_variable_selects_for_every_command(tiny_release,
     monkeypatch.setenv("H36M_NVF_EXTRACT_SUBJECTS", "s1")  # the command's own variable wins
     result = CliRunner().invoke(main, ["extract", "--h36m", str(tiny_release), "--out", "unused", "--dry-run"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_chain_whose_extract_stride_cannot_serve_sample_fails_before_anything_runs(tiny_release, tmp_path):
+    out = usage_error(["run", "--h36m", str(tiny_release), "--out", str(tmp_path / "w"), "--dry-run"])
+    assert ("sample: the test part takes every 64th frame (protocol1's test stride 64), but extract keeps "
+            "every 5th frame (--stride 5): only multiples of 320 could be sampled") in out
+    result = CliRunner().invoke(main, ["run", "--h36m", str(tiny_release), "--out", str(tmp_path / "w"),
+                                       "--dry-run", "--test-stride", "10"])
+    assert "extract: 10 units, 10 would run" in result.output and "multiples of" not in result.output
