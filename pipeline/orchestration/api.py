@@ -236,6 +236,9 @@ def run_stages(
                 reports.append(report)
                 if echo:
                     echo(report.format())
+                    lines = stage.summary(config, work) if stage.summary is not None else []
+                    if lines:
+                        echo("\n".join(lines))
                 if report.failed and not keep_going:
                     break  # later stages would only fail on the missing outputs
     return reports

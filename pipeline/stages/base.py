@@ -144,6 +144,10 @@ class Stage:
     """finalize(config, work, units) on the client after the units ran (also when all were
     up to date or some failed), for outputs that summarise all units, e.g. a shard index."""
 
+    summary: Callable[[Any, Any], list[str]] | None = None
+    """summary(config, work) -> lines printed after the stage's summary (e.g. frames and
+    samples per split part), from what WORK holds after the run."""
+
     def config_defaults(self) -> dict[str, Any]:
         """Field name → default of the config dataclass (fields without a default omitted)."""
         out = {}

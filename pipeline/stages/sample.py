@@ -572,6 +572,29 @@ def finalize(config: SampleConfig, work: WorkDir, units: list[Unit]) -> None:
             p.unlink()
 
 
+def summary(config: SampleConfig, work: WorkDir) -> list[str]:
+    """One line per split part: sequences, frames and samples its index lists, stride, size."""
+    import json
+
+    from sampling.shards import INDEX_NAME
+
+    lines = []
+    split = get_split(config.split)
+    for part, subjects in (("train", split.train), ("test", split.test)):
+        path = part_dir(work, config, part) / INDEX_NAME
+        try:
+            index = json.loads(path.read_text())
+        except (OSError, ValueError):
+            lines.append(f"  {path.parent.name}: no samples (none of its subjects {', '.join(subjects)} "
+                         "is fitted and selected)")
+            continue
+        size = sum(int(s.get("bytes", 0)) for s in index.get("shards", []))
+        lines.append(f"  {path.parent.name}: {index.get('sequences', '?')} sequences, {index.get('frames', '?')} "
+                     f"frames, {index['samples']} samples in {len(index['shards'])} shards "
+                     f"({size / 2**20:.1f} MiB), {every_nth(index.get('stride', 1))}")
+    return lines
+
+
 STAGE = Stage(
     name="sample",
     version="2",  # 2: shards keyed by sequence, camera and frame block
@@ -581,6 +604,7 @@ STAGE = Stage(
     run_unit=run_unit,
     prepare=prepare,
     finalize=finalize,
+    summary=summary,
     default_stride=None,
     stride_fields=("train_stride", "test_stride"),
     stride_help=("Frame strides of the splits' parts: "

@@ -109,6 +109,9 @@ def test_plain_rerun_is_up_to_date_and_touches_nothing(sampled, tmp_path):
     result = CliRunner().invoke(main, ["sample", "--out", str(work), *OPTIONS])
     assert result.exit_code == 0, result.output
     assert "0 done" in result.output
+    assert "  protocol1-train: 2 sequences, 6 frames, 24 samples in 16 shards (" in result.output
+    assert "  protocol1-test: 1 sequences, 2 frames, 8 samples in 4 shards (" in result.output
+    assert "MiB), every 4th frame" in result.output
     assert snapshot(work) == before
 
 
