@@ -278,8 +278,38 @@ def _params(config: SampleConfig) -> dict:
             "samples_per_shard": config.samples_per_shard}
 
 
+def check_part_consistent(config: SampleConfig, work: WorkDir) -> None:
+    """SelectionError when a run on a selection would write shards with other settings (crop,
+    points, joints, stride …) than the shards of its parts that it leaves alone: one split
+    must not mix them. A run over everything rewrites every shard, so it may change them."""
+    import json
+
+    from pipeline.store import describe_changes
+    from sampling.shards import INDEX_NAME
+
+    for part in ("train", "test"):
+        path = part_dir(work, config, part) / INDEX_NAME
+        try:
+            index = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        kept = [e["name"] for e in index.get("shards", [])
+                if (g := _shard_group(e["name"])) is not None and not _selected_group(config, work, g)]
+        if not kept:
+            continue
+        old = {**(index.get("config") or {}), "stride": index.get("stride")}
+        new = {**shard_config(config).to_json(), "stride": part_strides(config)[part][0]}
+        changes = describe_changes(old, new)
+        if changes and index.get("stride") is not None:
+            raise SelectionError(
+                f"sample: {path} lists {len(kept)} shard(s) outside this selection (e.g. {kept[0]}) made with "
+                f"other settings ({changes}); one split must not mix them: rerun without a selection to "
+                "rewrite every shard, or use the same options (a plain rerun takes them from WORK/params.yaml)")
+
+
 def plan(config: SampleConfig, work: WorkDir) -> list[Unit]:
     model = resolve_model(config.body_model, work)
+    check_part_consistent(config, work)
     blocks = split_blocks(work, config)
     used = sorted({(b.subject, b.sequence) for b in blocks})
     check_fit_model(model, (read_fit_sequence(work.fit_sequence(*k)) for k in used))

@@ -147,3 +147,12 @@ def test_readme_commands_after_a_demo_like_run_are_up_to_date(sampled, tmp_path)
     assert snapshot(work) == before
     text = (work / "params.yaml").read_text()
     assert "    crop: 32  # `h36m-nvf demo`\n" in text and "    test_stride: 4  # `h36m-nvf demo`\n" in text
+
+
+def test_a_subset_run_with_other_settings_would_mix_a_split_and_is_refused(sampled):
+    options = [o if o != "32" else "48" for o in OPTIONS]  # --crop 48 for S1 only
+    result = CliRunner().invoke(main, ["sample", "--out", str(sampled), "--subjects", "S1", "--dry-run", *options])
+    assert result.exit_code == 2, result.output
+    assert "protocol1-train/index.json lists 8 shard(s) outside this selection (e.g. shard-S8-Walking_1-" in \
+        result.output
+    assert "made with other settings (image_size 32→48); one split must not mix them" in result.output
