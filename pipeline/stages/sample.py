@@ -572,8 +572,9 @@ def _write_part_index(config: SampleConfig, work: WorkDir, part: str, known: dic
 
 
 def finalize(config: SampleConfig, work: WorkDir, units: list[Unit]) -> None:
-    """After the units ran (also when some failed): each part's index.json lists exactly the
-    shards present, the ones of this run's units with their recorded checksums.
+    """After the units ran (also when some failed): each part's index.json lists the shards
+    present, the ones of this run's units with their recorded checksums, except those whose
+    unit failed (their old file is not current; the next run redoes them).
 
     Shards that a previous run left in a group this selection covers wholly (no --frames) and
     that are no longer planned (fewer frames now, a sequence gone) are removed; shards of
@@ -595,9 +596,12 @@ def finalize(config: SampleConfig, work: WorkDir, units: list[Unit]) -> None:
                 group = _shard_group(p.name)
                 if group is None or _selected_group(config, work, group):
                     doomed.append(p)
+        # a planned shard without a done-record (its unit failed) is not current: left out, rerun next time
+        unfinished = {p.name for p in planned if p.parent == folder and p.name not in written}
         if any(SHARD_PATTERN.match(p.name) for p in folder.iterdir()) or old:
             # the index first, then the files: it never lists a missing shard
-            _write_part_index(config, work, part, {**old, **written}, exclude={p.name for p in doomed})
+            _write_part_index(config, work, part, {**old, **written},
+                              exclude={p.name for p in doomed} | unfinished)
         for p in doomed:
             p.unlink()
 

@@ -156,3 +156,18 @@ def test_a_subset_run_with_other_settings_would_mix_a_split_and_is_refused(sampl
     assert "protocol1-train/index.json lists 8 shard(s) outside this selection (e.g. shard-S8-Walking_1-" in \
         result.output
     assert "made with other settings (image_size 32→48); one split must not mix them" in result.output
+
+
+def test_a_failed_unit_leaves_an_index_that_lists_only_current_shards(sampled, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(sampled, work)
+    (work / "images" / "S1" / "S1_Walking_1.54138969_000001.jpg").write_bytes(b"not a jpeg")
+    result = CliRunner().invoke(main, ["sample", "--out", str(work), "--no-progress", "--workers", "1"])
+    assert result.exit_code == 1, result.output
+    assert "1 failed" in result.output and "S1_Walking_1.54138969_000001.jpg" in result.output
+    listed = entries(work, "protocol1-train")
+    block0 = {f"shard-S1-Walking_1-{c}-00000.h5" for c in ("54138969", "55011271", "58860488", "60457274")}
+    assert set(listed) == set(entries(sampled, "protocol1-train")) - block0
+    for name, entry in listed.items():
+        assert sha256_file(work / "shards" / "protocol1-train" / name) == entry["sha256"]
+    assert validate_shards(work / "shards", ValidateConfig(samples=1, points=16))[1] == []
