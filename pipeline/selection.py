@@ -96,12 +96,19 @@ def build_selection(
 ) -> Selection:
     """A Selection from command-line strings; SelectionError with a one-line reason.
 
-    Subject ids are case-insensitive ("s1" → "S1"). Whether the names exist is checked later,
-    against what the release or WORK holds (``check_selection``).
+    Subject ids are case-insensitive ("s1" → "S1"); one that is no subject id at all ("S1l") is
+    an error at once. Whether the names exist is checked later, against what the release or WORK
+    holds (``check_selection``).
     """
     if stride < 1:
         raise SelectionError(f"--stride must be at least 1, got {stride}")
     subject_ids = parse_list(subjects, "subjects")
+    for s in subject_ids or ():
+        if not _SUBJECT.match(s):
+            # imported here: the release module imports this one
+            from pipeline.release.h36m import SUBJECTS_WITH_DATA
+
+            raise _unknown("--subjects", "subject id", s, list(SUBJECTS_WITH_DATA), "Human3.6M")
     return Selection(
         subjects=tuple(s.upper() if _SUBJECT.match(s) else s for s in subject_ids) if subject_ids else None,
         actions=parse_list(actions, "actions"),
