@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pipeline.errors import SelectionError
 
 _SUBJECT = re.compile(r"^[sS]\d{1,2}$")
+H36M_SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
+"""Subjects with public poses, suggested for a misspelled id (the same list as
+pipeline.release.h36m.SUBJECTS_WITH_DATA, which sits above this module; a test keeps them equal)."""
 MAX_LISTED = 12
 """Known names listed in an error message, at most."""
 
@@ -105,10 +108,7 @@ def build_selection(
     subject_ids = parse_list(subjects, "subjects")
     for s in subject_ids or ():
         if not _SUBJECT.match(s):
-            # imported here: the release module imports this one
-            from pipeline.release.h36m import SUBJECTS_WITH_DATA
-
-            raise _unknown("--subjects", "subject id", s, list(SUBJECTS_WITH_DATA), "Human3.6M")
+            raise _unknown("--subjects", "subject id", s, list(H36M_SUBJECTS), "Human3.6M")
     return Selection(
         subjects=tuple(s.upper() if _SUBJECT.match(s) else s for s in subject_ids) if subject_ids else None,
         actions=parse_list(actions, "actions"),

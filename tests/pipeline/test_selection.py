@@ -35,6 +35,13 @@ def test_subject_ids_are_case_insensitive_and_names_take_the_held_spelling():
     assert check().subjects is None  # no selection: nothing to check
 
 
+def test_suggested_subjects_are_the_releases():
+    from pipeline.release.h36m import SUBJECTS_WITH_DATA
+    from pipeline.selection import H36M_SUBJECTS
+
+    assert H36M_SUBJECTS == SUBJECTS_WITH_DATA
+
+
 def test_unknown_subject_suggests_and_lists():
     assert error(subjects="S1,S88") == ("--subjects: unknown subject 'S88' in WORK/fit; did you mean S8? "
                                         "it holds S1, S8, S11")
