@@ -88,9 +88,10 @@ def body_model_check(model: Path) -> None:
 @user_errors
 def inspect(root: Path, no_count: bool, **kwargs) -> None:
     """Table of a release's sequences: frame counts per camera, mocap, usable, quirks, problems."""
+    from pipeline.orchestration.api import checked_release_selection
     from pipeline.release.h36m import format_release_table, read_release
 
-    selection = build_selection_from(kwargs)
+    selection = checked_release_selection(root, build_selection_from(kwargs))
     release = read_release(root, selection, count_frames=not no_count)
     click.echo(format_release_table(release))
 
@@ -451,7 +452,10 @@ def spot_check(h36m: Path, frames_per_sequence: int, max_fit_p95_mm: float, max_
                              fail_on_mismatch=fail_on_mismatch, min_silhouette_iou=min_silhouette_iou,
                              body_model=body_model, workers=workers, scheduler=scheduler)
     quiet_dask_logs()
-    checks = spot_check(h36m, build_selection_from(selection), config, echo=click.echo)
+    from pipeline.orchestration.api import checked_release_selection
+
+    checks = spot_check(h36m, checked_release_selection(h36m, build_selection_from(selection)), config,
+                        echo=click.echo)
     click.echo(format_verdict(checks))
     if junit:
         atomic_write_bytes(junit, junit_xml(checks).encode())

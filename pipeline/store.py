@@ -3,6 +3,7 @@
 Layout (DESIGN.md "Work directory")::
 
     WORK/run.json                                   config + versions of each stage's last run
+    WORK/params.yaml                                the stage options of the last run (read back)
     WORK/.lock                                      fcntl lock of the run holding WORK
     WORK/<stage>/done/<unit key>.done.json          done-record of one unit
     WORK/<stage>/failures.json                      units that failed in the stage's last run
@@ -33,6 +34,7 @@ audits).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import io
@@ -49,6 +51,8 @@ import numpy as np
 from common.hashing import sha256_file
 from pipeline.errors import DataError, WorkDirBusy
 
+PARAMS_NAME = "params.yaml"
+"""The params file of a work dir (see ``Params``)."""
 SMALL_FILE_BYTES = 16 * 2**20
 """Input files up to this size are fingerprinted with their sha256 as well."""
 TMP_SUFFIX = ".tmp"
@@ -87,6 +91,10 @@ class WorkDir:
     @property
     def run_json(self) -> Path:
         return self.root / "run.json"
+
+    @property
+    def params_file(self) -> Path:
+        return self.root / PARAMS_NAME
 
     @property
     def lock_path(self) -> Path:
@@ -303,6 +311,90 @@ class FingerprintCache:
         return fp
 
 
+# --------------------------------------------------------------------------- params file
+
+
+@dataclass(frozen=True)
+class Params:
+    """``WORK/params.yaml``: every stage option of the last run, which each stage command reads
+    back, so that a plain rerun reproduces it.
+
+    YAML because people read and edit it (comments say who set a value); pyyaml comes with
+    dask. Values are written as JSON flow scalars, which YAML reads back unchanged.
+    """
+
+    h36m: str | None = None
+    """Release root of the last run that read the release."""
+    stages: Mapping[str, Mapping[str, object]] = dataclasses.field(default_factory=dict)
+    """Stage name → option field (``stride`` included) → value."""
+    set_by: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+    """Stage name → option field → what set it when not its default (e.g. "--crop on
+    `h36m-nvf sample`, 2026-12-01 23:50"); values without an entry are the stage defaults."""
+
+
+_PARAMS_HEADER = """\
+# h36m-nvf: the stage options of the last run in this work dir (written by `run`, `demo` and
+# each stage command). Each stage command reads its section back, so a plain rerun reproduces
+# the last run; a flag on the command line overrides one value and is recorded under set_by
+# (and in the comment beside it). Edit a value here to change it for the next run.
+"""
+
+
+def _yaml_scalar(value) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def format_params(params: Params) -> str:
+    """The text of a params file (deterministic: sorted stages and keys)."""
+    lines = [_PARAMS_HEADER.rstrip("\n"), f"h36m: {_yaml_scalar(params.h36m)}", "stages:"]
+    for stage in sorted(params.stages):
+        lines.append(f"  {stage}:")
+        notes = params.set_by.get(stage, {})
+        for key in sorted(params.stages[stage]):
+            note = f"  # {notes[key]}" if key in notes else ""
+            lines.append(f"    {key}: {_yaml_scalar(params.stages[stage][key])}{note}")
+    lines.append("set_by:")
+    for stage in sorted(s for s in params.set_by if params.set_by[s]):
+        lines.append(f"  {stage}:")
+        lines += [f"    {k}: {_yaml_scalar(v)}" for k, v in sorted(params.set_by[stage].items())]
+    return "\n".join(lines) + "\n"
+
+
+def write_params(work: WorkDir, params: Params) -> None:
+    atomic_write_bytes(work.params_file, format_params(params).encode())
+
+
+def read_params(work: WorkDir) -> Params:
+    """The params file (an empty ``Params`` when there is none); DataError naming it when it is
+    not a mapping of the documented shape."""
+    import yaml
+
+    path = work.params_file
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        return Params()
+    except (OSError, yaml.YAMLError) as e:
+        raise DataError(f"{path}: unreadable params file ({str(e).splitlines()[0]})") from e
+    data = {} if data is None else data
+
+    def table(value, what: str) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(v, dict) or v is None for v in value.values()):
+            raise DataError(f"{path}: {what} must map each stage to its options")
+        return {str(k): dict(v or {}) for k, v in value.items()}
+
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a mapping with h36m, stages and set_by")
+    unknown = sorted(set(data) - {"h36m", "stages", "set_by"})
+    if unknown:
+        raise DataError(f"{path}: unknown key {unknown[0]!r} (expected h36m, stages, set_by)")
+    h36m = data.get("h36m")
+    return Params(h36m=None if h36m is None else str(h36m), stages=table(data.get("stages"), "stages"),
+                  set_by={s: {k: str(v) for k, v in t.items()} for s, t in table(data.get("set_by"), "set_by").items()})
+
+
 # --------------------------------------------------------------------------- done-records
 
 
@@ -351,6 +443,54 @@ def remove_done_record(work: WorkDir, stage: str, key: str) -> None:
         work.done_record(stage, key).unlink()
 
 
+def _plain(value):
+    """``value`` as JSON would give it back (tuples → lists): what a record compares against."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def short_value(value, limit: int = 40) -> str:
+    """A value for a one-line message: lists longer than 3 items and long texts shortened."""
+    if isinstance(value, list) and len(value) > 3:
+        return f"[{len(value)} items: {short_value(value[0], 20)}, …, {short_value(value[-1], 20)}]"
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def changed_keys(old: Mapping, new: Mapping, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(dotted key, old, new) of every leaf that differs; dicts are compared key by key, so key
+    order (and tuple vs list) is never a change; a key only one side has shows ``None``."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append((prefix + key, a, b))
+    return out
+
+
+def describe_changes(old: Mapping, new: Mapping, max_keys: int = 4) -> str:
+    """"crop 128→256, stride 64→20": the changed keys with old → new values, shortened."""
+    changes = changed_keys(_plain(dict(old)), _plain(dict(new)))
+    parts = []
+    for key, a, b in changes[:max_keys]:
+        if isinstance(a, list) and isinstance(b, list) and (len(a) > 3 or len(b) > 3):
+            gone, added = [x for x in a if x not in b], [x for x in b if x not in a]
+            what = f"{key} {len(a)}→{len(b)} items"
+            if added or gone:
+                what += " (" + ", ".join(
+                    [f"+{short_value(added[0], 30)}" + (f" and {len(added) - 1} more" if len(added) > 1 else "")]
+                    * bool(added)
+                    + [f"-{short_value(gone[0], 30)}" + (f" and {len(gone) - 1} more" if len(gone) > 1 else "")]
+                    * bool(gone)) + ")"
+            parts.append(what)
+        else:
+            parts.append(f"{key} {short_value(a)}→{short_value(b)}")
+    if len(changes) > max_keys:
+        parts.append(f"and {len(changes) - max_keys} more")
+    return ", ".join(parts)
+
+
 def unit_status(
     work: WorkDir,
     stage: str,
@@ -375,10 +515,10 @@ def unit_status(
     if force:
         return "forced"
     if record.get("config_hash") != config_hash:
-        old = record.get("params", {})
-        changed = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
-        what = ", ".join(f"{k} {old.get(k)!r}→{params.get(k)!r}" for k in changed[:3])
-        return f"stale (options changed: {what or 'stage version'})"
+        changes = describe_changes(record.get("params", {}), params)
+        if not changes:
+            return f"stale (stage version {record.get('stage_version', '?')} changed)"
+        return f"stale (options changed: {changes})"
     old_inputs = record.get("inputs", {})
     if set(old_inputs) != set(inputs):
         return "stale (different inputs)"

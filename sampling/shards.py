@@ -1,10 +1,11 @@
 """HDF5 training shards: schema, deterministic atomic writer, reader, validator (the torch
 Dataset over them: ``sampling.dataset``).
 
-One split lives in ``WORK/shards/<split>/``: ``shard-00000.h5``, ``shard-00001.h5``, … and
-``index.json`` (shards, sample counts, sha256, schema, config). Every shard holds a fixed
-number of samples (the last one may hold fewer); one sample = one (subject, sequence, camera,
-frame). Per-sample datasets (S samples, N points, J joints), all camera-space metres:
+One split lives in ``WORK/shards/<split>/``: shard files and ``index.json`` (shards, sample
+counts, sha256, schema, config). A shard is named ``shard-NNNNN.h5`` or, keyed by what it
+holds, ``shard-<group>-NNNNN.h5`` (the sample stage: ``shard-S1-Walking_1-54138969-00000.h5``,
+one camera of one sequence). Every shard holds a fixed number of samples (the last one of a
+group may hold fewer); one sample = one (subject, sequence, camera, frame). Per-sample datasets (S samples, N points, J joints), all camera-space metres:
 
 ====================== ================= ======================================================
 ``image``              (S,) vlen uint8   JPEG of the undistorted square crop
@@ -36,11 +37,12 @@ JPEG bytes stored as they are.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -54,7 +56,8 @@ from sampling.errors import ShardError
 SCHEMA = "h36m-nvf-shard"
 SCHEMA_VERSION = 1
 INDEX_NAME = "index.json"
-SHARD_PATTERN = re.compile(r"^shard-\d{5}\.h5$")
+SHARD_PATTERN = re.compile(r"^shard-(?:[A-Za-z0-9_.-]+-)?\d{5}\.h5$")
+"""Shard file names: ``shard-00000.h5`` or keyed ``shard-S1-Walking_1-54138969-00000.h5``."""
 
 
 STRING_FIELDS = ("key", "subject", "sequence", "camera")
@@ -137,8 +140,10 @@ class ShardInfo:
     bytes: int
 
 
-def shard_name(number: int) -> str:
-    return f"shard-{number:05d}.h5"
+def shard_name(number: int, group: Sequence[str] = ()) -> str:
+    """``shard-00003.h5``, or with a group ("S1", "Walking_1", "54138969")
+    ``shard-S1-Walking_1-54138969-00003.h5``."""
+    return "-".join(("shard", *group, f"{number:05d}")) + ".h5"
 
 
 # --------------------------------------------------------------------------- writer
@@ -325,19 +330,46 @@ class ShardWriter:
             self.close()
 
 
-def write_index(split_dir, config: ShardConfig | None = None) -> dict:
-    """(Re)build ``index.json`` from the shards present in ``split_dir`` (sorted by name)."""
+def shard_entry(path, known: Mapping | None = None) -> dict:
+    """The index entry of one shard file: name, samples, sha256, bytes (+ ``known``'s extras).
+
+    ``known`` (e.g. from the writer's done-record or the previous index) is trusted when its
+    size equals the file's; otherwise the file is hashed and opened.
+    """
+    import h5py
+
+    path = Path(path)
+    size = path.stat().st_size
+    if known is not None and known.get("bytes") == size and known.get("sha256") and "samples" in known:
+        return {**dict(known), "name": path.name}
+    with h5py.File(path, "r") as f:
+        samples = int(f["key"].shape[0])
+    return {**dict(known or {}), **asdict(ShardInfo(path.name, samples, sha256_file(path), size))}
+
+
+def write_index(split_dir, config: ShardConfig | None = None, known: Mapping[str, Mapping] | None = None,
+                extra: Mapping | Callable[[list[dict]], Mapping] | None = None,
+                exclude: Iterable[str] = ()) -> dict:
+    """(Re)build ``index.json`` from the shards present in ``split_dir`` (sorted by name), atomically.
+
+    ``known``: entries by shard name that need no re-hashing (see ``shard_entry``);
+    ``extra``: more top-level fields, or a function of the entries giving them (e.g. a
+    part's stride and frame count); ``exclude``: shard names left out (about to be rewritten
+    or removed). Deterministic: the same shards give the same bytes.
+    """
     import h5py
 
     split_dir = Path(split_dir)
-    shards = []
+    known = known or {}
+    excluded = set(exclude)
+    shards = [shard_entry(p, known.get(p.name))
+              for p in sorted(split_dir.iterdir()) if SHARD_PATTERN.match(p.name) and p.name not in excluded]
     stored_config = None
-    for path in sorted(p for p in split_dir.iterdir() if SHARD_PATTERN.match(p.name)):
-        with h5py.File(path, "r") as f:
-            samples = int(f["key"].shape[0])
-            stored_config = stored_config or json.loads(f.attrs["config"])
-        shards.append(asdict(ShardInfo(path.name, samples, sha256_file(path), path.stat().st_size)))
+    if config is None and shards:
+        with h5py.File(split_dir / shards[0]["name"], "r") as f:
+            stored_config = json.loads(f.attrs["config"])
     index = {
+        **dict((extra(shards) if callable(extra) else extra) or {}),
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "split": split_dir.name,
@@ -345,10 +377,27 @@ def write_index(split_dir, config: ShardConfig | None = None) -> dict:
         "config": config.to_json() if config is not None else stored_config,
         "shards": shards,
     }
-    tmp = split_dir / (INDEX_NAME + ".tmp")
-    tmp.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, split_dir / INDEX_NAME)
+    text = json.dumps(index, indent=1, sort_keys=True) + "\n"
+    path = split_dir / INDEX_NAME
+    with contextlib.suppress(OSError):
+        if path.read_text() == text:  # unchanged: keep the file (and its mtime) as it is
+            return index
+    tmp = split_dir / f".{INDEX_NAME}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return index
+
+
+def read_index_entries(split_dir) -> dict[str, dict]:
+    """Shard name → entry of the existing ``index.json`` ({} when there is none or it is unreadable)."""
+    try:
+        index = json.loads((Path(split_dir) / INDEX_NAME).read_text())
+        return {s["name"]: s for s in index.get("shards", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def read_index(split_dir) -> dict:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import time
 from pathlib import Path
 
 import click
@@ -40,14 +42,29 @@ def user_errors(fn):
     return wrapper
 
 
+ENV_PREFIX = "H36M_NVF"
+
+
+class EnvOption(click.Option):
+    """An option also read from ``H36M_NVF_<OPTION>`` (e.g. ``H36M_NVF_SUBJECTS``), as the README
+    says; the command's own ``H36M_NVF_<COMMAND>_<OPTION>`` (click's) wins over it."""
+
+    def resolve_envvar_value(self, ctx):
+        value = super().resolve_envvar_value(ctx)
+        if value is None and self.allow_from_autoenv and self.name:
+            value = os.environ.get(f"{ENV_PREFIX}_{self.name.upper()}") or None
+        return value
+
+
 def selection_options(fn):
     """The selection options every stage accepts (see pipeline.selection)."""
     options = [
-        click.option("--subjects", help="Comma-separated subjects, e.g. S1,S5 (default: all)."),
-        click.option("--actions", help="Comma-separated actions or sequences, e.g. Walking,Eating_2."),
-        click.option("--cameras", help="Comma-separated camera ids, e.g. 54138969."),
-        click.option("--frames", help="Mocap frame range START:STOP (stop exclusive)."),
-        click.option("--stride", type=click.IntRange(min=1), default=None,
+        click.option("--subjects", cls=EnvOption,
+                     help="Comma-separated subjects, e.g. S1,S5 (case-insensitive; default: all)."),
+        click.option("--actions", cls=EnvOption, help="Comma-separated actions or sequences, e.g. Walking,Eating_2."),
+        click.option("--cameras", cls=EnvOption, help="Comma-separated camera ids, e.g. 54138969."),
+        click.option("--frames", cls=EnvOption, help="Mocap frame range START:STOP (stop exclusive)."),
+        click.option("--stride", cls=EnvOption, type=click.IntRange(min=1), default=None,
                      help="Keep every N-th frame (stage default when omitted)."),
     ]
     for option in reversed(options):
@@ -78,23 +95,24 @@ def body_model_option(fn):
 def _orchestration_params(needs_release: bool) -> list[click.Parameter]:
     """Options every stage command takes (before the selection and the stage's own)."""
     return [
-        click.Option(["--h36m"], type=click.Path(exists=True, file_okay=False, path_type=Path),
-                     required=needs_release, help="Human3.6M release root (holds metadata.xml)."),
-        click.Option(["--out"], type=click.Path(file_okay=False, path_type=Path), required=True,
+        EnvOption(["--h36m"], type=click.Path(exists=True, file_okay=False, path_type=Path),
+                  help="Human3.6M release root (holds metadata.xml)"
+                  + "; default: the last run's, from WORK/params.yaml."),
+        EnvOption(["--out"], type=click.Path(file_okay=False, path_type=Path), required=True,
                      help="Work directory WORK."),
-        click.Option(["--scheduler"], help="Attach to a dask scheduler, e.g. tcp://host:8786 "
+        EnvOption(["--scheduler"], help="Attach to a dask scheduler, e.g. tcp://host:8786 "
                      "(default: $H36M_NVF_SCHEDULER, else a local cluster)."),
-        click.Option(["--workers"], type=click.IntRange(min=1),
+        EnvOption(["--workers"], type=click.IntRange(min=1),
                      help="Local cluster worker processes [default: one per core]."),
-        click.Option(["--force"], is_flag=True, help="Recompute units that are up to date."),
-        click.Option(["--dry-run"], is_flag=True, help="List the units and why they would run; change nothing."),
-        click.Option(["--keep-going"], is_flag=True, help="Exit 0 even when units failed (they are still reported)."),
-        click.Option(["--no-progress"], is_flag=True,
+        EnvOption(["--force"], is_flag=True, help="Recompute units that are up to date."),
+        EnvOption(["--dry-run"], is_flag=True, help="List the units and why they would run; change nothing."),
+        EnvOption(["--keep-going"], is_flag=True, help="Exit 0 even when units failed (they are still reported)."),
+        EnvOption(["--no-progress"], is_flag=True,
                      help="No progress bar: a progress line every --progress-every seconds (for logs; "
                           "also the behaviour when stderr is not a terminal)."),
-        click.Option(["--progress-every"], type=click.FloatRange(min=0, min_open=True), default=None,
+        EnvOption(["--progress-every"], type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Seconds between progress lines without a bar  [default: 30]."),
-        click.Option(["--wait"], is_flag=True,
+        EnvOption(["--wait"], is_flag=True,
                      help="Wait for the run holding WORK's lock to finish instead of refusing (says so)."),
     ]
 
@@ -122,10 +140,10 @@ def _stage_option_params(stages) -> list[click.Parameter]:
             help_text = opt.help + (f"  [default: {default}]" if default is not None else "")
             if opt.type is bool:
                 decl = f"{opt.flag}/--no-{opt.flag[2:]}"
-                params.append(click.Option([decl, opt.field], default=None, help=help_text))
+                params.append(EnvOption([decl, opt.field], default=None, help=help_text))
             else:
                 ptype = click.Path(path_type=Path) if opt.type is Path else opt.type
-                params.append(click.Option([opt.flag, opt.field], type=ptype, default=None, help=help_text))
+                params.append(EnvOption([opt.flag, opt.field], type=ptype, default=None, help=help_text))
     return params
 
 
@@ -162,6 +180,8 @@ class StageCommand(click.Command):
         else:
             stage = stages[0]
             self.help = f"{stage.help}\n\n" + (stage.stride_help or f"Default --stride: {stage.default_stride}.")
+        self.help += ("\n\nOptions not given take the last run's values from WORK/params.yaml (the "
+                      "defaults below otherwise); a flag given here overrides one and is recorded there.")
         self.params = params + _decorator_params(selection_options) + _stage_option_params(stages)
         self._built = True
 
@@ -259,8 +279,11 @@ def run_stage_command(names: list[str], kwargs: dict) -> None:
         quiet_dask_logs()
     ctx = click.get_current_context()
     try:
+        command = "run" if len(names) > 1 else names[0]
+        origin = "{flag} on `h36m-nvf " + command + "`, " + time.strftime("%Y-%m-%d %H:%M")
         reports = run_stages(names, out, h36m=h36m, selection=selection, stride=stride,
-                             options=kwargs, progress=progress, echo=click.echo, **common)
+                             options=kwargs, progress=progress, echo=click.echo, reuse_params=True,
+                             origin=origin, **common)
     except ConnectionError as e:
         raise click.ClickException(str(e)) from e
     except KeyboardInterrupt as e:

@@ -547,6 +547,8 @@ def run_stage(
             raise ValueError("run_stage needs a dask client unless dry_run")
         if not hasattr(client, "submit"):  # a factory: start the cluster only when needed
             client = client()
+        if stage.prepare is not None:
+            stage.prepare(config, work, [u for u, *_ in todo])
 
     for o in report.skipped:  # their results, for the summary
         o.info = (read_done_record(work, stage.name, o.key) or {}).get("info", {})
@@ -558,7 +560,7 @@ def run_stage(
             o.result = o.result or "interrupted"
         report.seconds = time.perf_counter() - t0
         raise StageInterrupted(report, work, started_at) from None
-    if stage.finalize is not None and not report.failed:
+    if stage.finalize is not None:  # also after failures: it must describe what is there
         stage.finalize(config, work, units)
     report.results = stage_results(report, units, work)
     report.seconds = time.perf_counter() - t0

@@ -163,7 +163,8 @@ def run_demo(work_dir: Path, config: DemoConfig = DemoConfig(), echo=print) -> d
         ["extract", "fit", "sample", "h3wb"], work.root, h36m=release,
         options={"body_model": "synthetic", "split": config.split, "train_stride": config.train_stride,
                  "test_stride": config.test_stride, "points": config.points, "crop": config.crop},
-        scheduler=config.scheduler, workers=config.workers, progress=config.progress, echo=echo)
+        scheduler=config.scheduler, workers=config.workers, progress=config.progress, echo=echo,
+        origin="`h36m-nvf demo`")
     seconds.update({r.stage: r.seconds for r in reports})
     lap(None)
     failed = [f"{r.stage}: {o.key}: {o.reason}" for r in reports for o in r.failed]

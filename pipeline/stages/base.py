@@ -130,13 +130,23 @@ class Stage:
     """The stage's own command-line options."""
     default_stride: int | None = 1
     """--stride when the user gives none (None: the stage picks per part, see stride_help)."""
+    stride_fields: tuple[str, ...] = ()
+    """Options that refine --stride (sample's train_stride, test_stride): a --stride given on
+    the command line replaces their values from the params file."""
     stride_help: str = ""
     """What --stride means for this stage when it is not a plain default (shown in --help)."""
     needs_release: bool = False
     """True when the stage reads the release (``--h36m ROOT`` required)."""
+    prepare: Callable[[Any, Any, list[Unit]], None] | None = None
+    """prepare(config, work, units_to_run) on the client just before those units run (not
+    with --dry-run, not when all are up to date), e.g. to drop them from a shard index."""
     finalize: Callable[[Any, Any, list[Unit]], None] | None = None
     """finalize(config, work, units) on the client after the units ran (also when all were
-    up to date), for outputs that summarise all units, e.g. a shard index."""
+    up to date or some failed), for outputs that summarise all units, e.g. a shard index."""
+
+    summary: Callable[[Any, Any], list[str]] | None = None
+    """summary(config, work) -> lines printed after the stage's summary (e.g. frames and
+    samples per split part), from what WORK holds after the run."""
 
     def config_defaults(self) -> dict[str, Any]:
         """Field name → default of the config dataclass (fields without a default omitted)."""

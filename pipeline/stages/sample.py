@@ -3,15 +3,22 @@
 Per (sequence, camera, frame) of a split: a square crop around the fitted body, undistorted
 exactly into a pinhole crop of ``crop`` pixels; N query points in camera space
 (sampling.frustum); their exact SDF to the fitted SMPL-X mesh (sampling.sdf); votes towards
-the target joints (sampling.votes). One unit is one shard of ``samples_per_shard``
-consecutive samples of a split part in sorted (subject, sequence, camera, frame) order, so
-shard contents do not depend on scheduling; ``index.json`` is rebuilt after the units ran.
+the target joints (sampling.votes). Shards are keyed by what they hold, never by the
+selection (see "plan" below): one camera of one sequence, a block of ``samples_per_shard``
+frames on the part's stride grid; a unit writes one block's shards (one per camera).
+``index.json`` of each part is updated before the units run (dropping the shards they will
+rewrite) and after (listing what is there with the recorded checksums, the part's stride,
+frame and sample counts).
 
-Output: ``WORK/shards/<split>-<part>/shard-NNNNN.h5`` + ``index.json`` (part = train | test).
+Output: ``WORK/shards/<split>-<part>/shard-<S>-<seq>-<camera>-NNNNN.h5`` + ``index.json``
+(part = train | test).
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +35,6 @@ from pipeline.artifacts import (
 )
 from pipeline.errors import DataError, SelectionError
 from pipeline.release.splits import SPLITS, get_split
-from pipeline.selection import Selection
 from pipeline.stages.base import BODY_MODEL_OPTION, Stage, StageConfig, StageOption, Unit
 from pipeline.store import WorkDir, output_error
 
@@ -113,41 +119,161 @@ class SampleSpec:
 
 
 # --- plan -------------------------------------------------------------------------------------
+#
+# Shard assignment does not depend on the selection: a part's samples of one sequence are its
+# fitted frames with images on the part's stride grid (anchored at frame 0), cut into blocks of
+# ``samples_per_shard`` frames; block b of camera c is ``shard-<S>-<seq>-<c>-<b>.h5``. One unit
+# is one block of one sequence, writing one shard per camera (a frame is posed once for all its
+# views). The selection only picks which units run: --subjects/--actions/--cameras choose
+# sequences and cameras, --frames the blocks that hold any of its frames. So a subset run
+# rewrites exactly the shards of its selection and leaves every other file as it was.
 
 
-def split_samples(work: WorkDir, config: SampleConfig) -> dict[str, list[SampleSpec]]:
-    """Sample specs per split part, sorted; only fitted frames that have an extracted image.
+@dataclass(frozen=True)
+class Block:
+    """One unit's frames: block ``number`` of a (subject, sequence) in a split part."""
 
-    Frame stride of a part: ``--train-stride``/``--test-stride``, else ``--stride``, else the
-    split's own.
+    part: str
+    subject: str
+    sequence: str
+    number: int
+    stride: int
+    frames: tuple[int, ...]
+    """Mocap frames of the block, ascending."""
+    cameras: tuple[tuple[str, tuple[int, ...]], ...]
+    """(camera, its frames of the block that have an image), selected cameras only."""
+
+    def specs(self) -> list[SampleSpec]:
+        """The samples, frame by frame with the views of one frame side by side."""
+        have = {c: set(fs) for c, fs in self.cameras}
+        return [SampleSpec(self.subject, self.sequence, c, f) for f in self.frames
+                for c, _ in self.cameras if f in have[c]]
+
+
+def part_strides(config: SampleConfig) -> dict[str, tuple[int, str]]:
+    """Part → (frame stride, where it comes from) for messages and --help."""
+    split = get_split(config.split)
+    sel_stride = config.selection.stride
+    out = {}
+    for part, own, override in (("train", split.train_stride, config.train_stride),
+                                ("test", split.test_stride, config.test_stride)):
+        if override:
+            out[part] = (override, f"--{part}-stride {override}")
+        elif sel_stride:
+            out[part] = (sel_stride, f"--stride {sel_stride}")
+        else:
+            out[part] = (own, f"{config.split}'s {part} stride {own}")
+    return out
+
+
+def image_frames(work: WorkDir, subject: str) -> dict[tuple[str, str], set[int]]:
+    """(sequence, camera) → 0-based frames with an extracted image (one directory listing)."""
+    folder = work.images_dir(subject)
+    out: dict[tuple[str, str], set[int]] = {}
+    if not folder.is_dir():
+        return out
+    prefix = subject + "_"
+    for name in os.listdir(folder):  # S1_Walking_1.54138969_000001.jpg
+        if not (name.startswith(prefix) and name.endswith(".jpg")):
+            continue
+        stem, _, number = name[len(prefix):-4].rpartition("_")
+        sequence, _, camera = stem.rpartition(".")
+        if number.isdigit() and sequence:
+            out.setdefault((sequence, camera), set()).add(int(number) - 1)
+    return out
+
+
+def every_nth(n: int) -> str:
+    """"every frame", "every 2nd frame", "every 64th frame"."""
+    if n == 1:
+        return "every frame"
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"every {n}{suffix} frame"
+
+
+def check_stride_served(part: str, stride: int, source: str, where: str, available: list[int]) -> None:
+    """SelectionError when the part's stride grid asks for frames between the available ones.
+
+    ``available``: sorted fitted frames with an image. Frames outside their span are simply
+    not there (a --frames extract); a grid frame inside it without an image means the extract
+    (or fit) stride cannot serve this stride, e.g. test stride 64 over every 5th frame leaves
+    only the multiples of 320.
+    """
+    if not available:
+        return
+    lo, hi = available[0], available[-1]
+    have = set(available)
+    missing = [f for f in range(-(-lo // stride) * stride, hi + 1, stride) if f not in have]
+    if not missing:
+        return
+    served = functools.reduce(math.gcd, (b - a for a, b in zip(available, available[1:])), 0) or stride
+    if stride % served:
+        lcm = stride * served // math.gcd(stride, served)
+        raise SelectionError(
+            f"sample: the {part} part takes {every_nth(stride)} ({source}), but {where} has fitted frames "
+            f"with images only at {every_nth(served)} (extract --stride {served}): only multiples of {lcm} "
+            f"could be sampled; pass --{part}-stride (or --stride) with a multiple of {served}, or extract "
+            f"with a --stride that divides {stride}")
+    raise DataError(f"{where}: frame {missing[0]} has no fitted frame with an extracted image inside the "
+                    f"range {lo}..{hi} (deleted images? rerun extract and fit for it)")
+
+
+def split_blocks(work: WorkDir, config: SampleConfig) -> list[Block]:
+    """Every block of the selected subjects, sequences and cameras of each part, sorted.
+
+    The blocks' frames depend on the part stride and on what WORK holds, never on the
+    selection; --frames keeps the blocks that hold any frame of its range.
     """
     split = get_split(config.split)
     sel = config.selection
-    parts = {}
-    for part, subjects, stride in split.parts(config.train_stride or sel.stride,
-                                              config.test_stride or sel.stride):
-        specs = []
+    strides = part_strides(config)
+    start, stop = sel.frames
+    blocks = []
+    for part, subjects in (("train", split.train), ("test", split.test)):
+        stride, source = strides[part]
         for subject in subjects:
             if not sel.wants_subject(subject):
                 continue
+            images = image_frames(work, subject)
             for seq in fitted_sequences(work, subject):
                 info = read_sequence_info(work.sequence_json(subject, seq))
                 if not sel.wants_sequence(info.action or seq, seq):
                     continue
                 fitted = set(read_fit_sequence(work.fit_sequence(subject, seq)).frame_index.tolist())
-                frames = [f for f in Selection(frames=sel.frames, stride=stride).frame_indices(max(fitted) + 1)
-                          if f in fitted]
+                per_camera = {}
                 for camera in info.camera_ids:
-                    if sel.wants_camera(camera):
-                        specs += [SampleSpec(subject, seq, camera, f) for f in frames
-                                  if work.image(subject, seq, camera, f).exists()]
-        # the views of one frame side by side: one posed body serves all of them
-        parts[part] = sorted(specs, key=lambda s: (s.subject, s.sequence, s.frame, s.camera))
+                    available = sorted(fitted & images.get((seq, camera), set()))
+                    check_stride_served(part, stride, source, f"{subject}/{seq}/{camera}", available)
+                    per_camera[camera] = {f for f in available if f % stride == 0}
+                grid = sorted(set().union(*per_camera.values()))
+                n = config.samples_per_shard
+                for number, first in enumerate(range(0, len(grid), n)):
+                    frames = tuple(grid[first:first + n])
+                    if frames[-1] < start or (stop is not None and frames[0] >= stop):
+                        continue
+                    cameras = tuple((c, tuple(f for f in frames if f in fs)) for c, fs in per_camera.items()
+                                    if sel.wants_camera(c) and fs.intersection(frames))
+                    if cameras:
+                        blocks.append(Block(part, subject, seq, number, stride, frames, cameras))
+    return blocks
+
+
+def split_samples(work: WorkDir, config: SampleConfig) -> dict[str, list[SampleSpec]]:
+    """Sample specs per split part in shard order (the selected blocks' samples)."""
+    parts: dict[str, list[SampleSpec]] = {"train": [], "test": []}
+    for block in split_blocks(work, config):
+        parts[block.part] += block.specs()
     return parts
 
 
 def part_dir(work: WorkDir, config: SampleConfig, part: str) -> Path:
     return work.shards_dir(f"{config.split}-{part}")
+
+
+def block_shard(work: WorkDir, config: SampleConfig, block: Block, camera: str) -> Path:
+    from sampling.shards import shard_name
+
+    return part_dir(work, config, block.part) / shard_name(block.number, (block.subject, block.sequence, camera))
 
 
 def _params(config: SampleConfig) -> dict:
@@ -160,34 +286,58 @@ def _params(config: SampleConfig) -> dict:
             **({"crop_center": config.crop_center} if config.crop_center != "body" else {})}
 
 
-def plan(config: SampleConfig, work: WorkDir) -> list[Unit]:
-    from sampling.shards import shard_name
+def check_part_consistent(config: SampleConfig, work: WorkDir) -> None:
+    """SelectionError when a run on a selection would write shards with other settings (crop,
+    points, joints, stride …) than the shards of its parts that it leaves alone: one split
+    must not mix them. A run over everything rewrites every shard, so it may change them."""
+    import json
 
+    from pipeline.store import describe_changes
+    from sampling.shards import INDEX_NAME
+
+    for part in ("train", "test"):
+        path = part_dir(work, config, part) / INDEX_NAME
+        try:
+            index = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        kept = [e["name"] for e in index.get("shards", [])
+                if (g := _shard_group(e["name"])) is not None and not _selected_group(config, work, g)]
+        if not kept:
+            continue
+        old = {**(index.get("config") or {}), "stride": index.get("stride")}
+        new = {**shard_config(config).to_json(), "stride": part_strides(config)[part][0]}
+        changes = describe_changes(old, new)
+        if changes and index.get("stride") is not None:
+            raise SelectionError(
+                f"sample: {path} lists {len(kept)} shard(s) outside this selection (e.g. {kept[0]}) made with "
+                f"other settings ({changes}); one split must not mix them: rerun without a selection to "
+                "rewrite every shard, or use the same options (a plain rerun takes them from WORK/params.yaml)")
+
+
+def plan(config: SampleConfig, work: WorkDir) -> list[Unit]:
     model = resolve_model(config.body_model, work)
-    parts = split_samples(work, config)
-    used = sorted({(s.subject, s.sequence) for specs in parts.values() for s in specs})
+    check_part_consistent(config, work)
+    blocks = split_blocks(work, config)
+    used = sorted({(b.subject, b.sequence) for b in blocks})
     check_fit_model(model, (read_fit_sequence(work.fit_sequence(*k)) for k in used))
-    model_path = model.path
     units = []
-    for part, specs in parts.items():
-        out_dir = part_dir(work, config, part)
-        n = config.samples_per_shard
-        for number, start in enumerate(range(0, len(specs), n)):
-            chunk = tuple(specs[start:start + n])
-            inputs = {"body_model": model_path}
-            for s in chunk:
-                inputs[f"fit:{s.subject}/{s.sequence}"] = work.fit_sequence(s.subject, s.sequence)
-                inputs[f"mocap:{s.subject}/{s.sequence}"] = work.joints_world(s.subject, s.sequence)
-                inputs[f"cameras:{s.subject}/{s.sequence}"] = work.sequence_json(s.subject, s.sequence)
-                inputs[f"image:{s.key}"] = work.image(s.subject, s.sequence, s.camera, s.frame)
-            units.append(Unit(
-                key=f"{config.split}-{part}/{shard_name(number)[:-3]}",
-                outputs=(out_dir / shard_name(number),),
-                inputs=inputs,
-                params={**_params(config), "samples": [s.key for s in chunk]},
-                payload={"specs": chunk, "work": work.root, "model": model_path},
-                resources={"GPU": 1} if config.sdf_backend == "cuda" else None,
-            ))
+    for block in blocks:
+        s, q = block.subject, block.sequence
+        inputs = {"body_model": model.path, "fit": work.fit_sequence(s, q),
+                  "mocap": work.joints_world(s, q), "cameras": work.sequence_json(s, q)}
+        specs = block.specs()
+        inputs.update({f"image:{x.key}": work.image(s, q, x.camera, x.frame) for x in specs})
+        shards = {c: block_shard(work, config, block, c) for c, _ in block.cameras}
+        units.append(Unit(
+            key=f"{config.split}-{block.part}/{s}/{q}/{block.number:05d}",
+            outputs=tuple(shards.values()),
+            inputs=inputs,
+            params={**_params(config), "stride": block.stride, "frames": list(block.frames),
+                    "cameras": [c for c, _ in block.cameras]},
+            payload={"specs": tuple(specs), "shards": shards, "work": work.root, "model": model.path},
+            resources={"GPU": 1} if config.sdf_backend == "cuda" else None,
+        ))
     return units
 
 
@@ -354,55 +504,185 @@ def shard_config(config: SampleConfig):
 
 
 def run_unit(unit: Unit, config: SampleConfig) -> dict:
+    """Write the block's shard of each camera; returns their index entries by shard name."""
     from pipeline.stages.progress import unit_progress
     from sampling.shards import write_shard
 
     work = WorkDir(unit.payload["work"])
     cache: dict = {}
+    by_camera: dict[str, list] = {c: [] for c in unit.payload["shards"]}
     specs = unit.payload["specs"]
-    samples = []
-    for spec in specs:
-        samples.append(make_sample(spec, work, unit.payload["model"], config, cache))
-        unit_progress(len(samples), len(specs), "samples")
-    unit.outputs[0].parent.mkdir(parents=True, exist_ok=True)
-    info = write_shard(unit.outputs[0], samples, shard_config(config))
-    return {"samples": info.samples, "sha256": info.sha256, "bytes": info.bytes}
+    for done, spec in enumerate(specs, start=1):
+        by_camera[spec.camera].append(make_sample(spec, work, unit.payload["model"], config, cache))
+        unit_progress(done, len(specs), "samples")
+    entries = {}
+    for camera, path in unit.payload["shards"].items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        info = write_shard(path, by_camera[camera], shard_config(config))
+        entries[path.name] = {"name": path.name, "samples": info.samples, "sha256": info.sha256,
+                              "bytes": info.bytes, "sequence": f"{by_camera[camera][0].subject}/"
+                              f"{by_camera[camera][0].sequence}", "camera": camera,
+                              "frames": len(by_camera[camera])}
+    return {"samples": sum(e["samples"] for e in entries.values()),
+            "bytes": sum(e["bytes"] for e in entries.values()), "shards": entries}
+
+
+def _shard_group(name: str) -> tuple[str, str, str] | None:
+    """(subject, sequence, camera) of a keyed shard name, None for an unkeyed one."""
+    parts = name[len("shard-"):-len(".h5")].split("-")
+    if len(parts) < 4:
+        return None
+    return parts[0], "-".join(parts[1:-2]), parts[-2]
+
+
+def _selected_group(config: SampleConfig, work: WorkDir, group) -> bool:
+    """True when the selection covers every frame of the shard's (subject, sequence, camera)."""
+    sel = config.selection
+    subject, sequence, camera = group
+    if sel.frames != (0, None) or not sel.wants_subject(subject) or not sel.wants_camera(camera):
+        return False
+    try:
+        action = read_sequence_info(work.sequence_json(subject, sequence)).action
+    except DataError:
+        action = sequence.rsplit("_", 1)[0]
+    return sel.wants_sequence(action or sequence, sequence)
+
+
+def _planned_entries(work: WorkDir, units: list[Unit]) -> dict[str, dict]:
+    """Index entries of the shards the units wrote, from their done-records (no re-hashing)."""
+    from pipeline.store import read_done_record
+
+    entries = {}
+    for unit in units:
+        record = read_done_record(work, STAGE.name, unit.key) or {}
+        recorded = record.get("outputs", {})
+        for name, entry in (record.get("info") or {}).get("shards", {}).items():
+            out = next((p for p in unit.outputs if p.name == name), None)
+            if out is not None and recorded.get(work.relative(out), {}).get("sha256") == entry.get("sha256"):
+                entries[name] = entry
+    return entries
+
+
+def _index_extra(config: SampleConfig, part: str, entries: list[dict]) -> dict:
+    """The part's stride and counts: samples, and frames (per sequence, its largest camera count)."""
+    per_sequence: dict[str, dict[str, int]] = {}
+    for e in entries:
+        if "sequence" in e:
+            cams = per_sequence.setdefault(e["sequence"], {})
+            cams[e["camera"]] = cams.get(e["camera"], 0) + int(e.get("frames", e["samples"]))
+    return {"stride": part_strides(config)[part][0], "part": part,
+            "frames": sum(max(c.values()) for c in per_sequence.values()),
+            "sequences": len(per_sequence)}
+
+
+def prepare(config: SampleConfig, work: WorkDir, units: list[Unit]) -> None:
+    """Before the units run: drop the shards they rewrite from each part's index, so that
+    ``index.json`` never lists a shard whose bytes differ from its entry."""
+    from sampling.shards import INDEX_NAME, read_index_entries
+
+    for part in ("train", "test"):
+        folder = part_dir(work, config, part)
+        rewritten = {p.name for u in units for p in u.outputs if p.parent == folder}
+        old = read_index_entries(folder)
+        if rewritten & set(old) and (folder / INDEX_NAME).is_file():
+            _write_part_index(config, work, part, old, exclude=rewritten)
+
+
+def _write_part_index(config: SampleConfig, work: WorkDir, part: str, known: dict, exclude=()) -> None:
+    from sampling.shards import write_index
+
+    folder = part_dir(work, config, part)
+    try:
+        write_index(folder, shard_config(config), known=known, exclude=exclude,
+                    extra=lambda entries: _index_extra(config, part, entries))
+    except OSError as e:  # disk full, read-only folder: one line naming the file
+        raise output_error(folder / "index.json", e) from e
 
 
 def finalize(config: SampleConfig, work: WorkDir, units: list[Unit]) -> None:
-    """Drop shards a previous, larger run left behind, then rebuild each part's index.json."""
-    from sampling.shards import SHARD_PATTERN, write_index
+    """After the units ran (also when some failed): each part's index.json lists the shards
+    present, the ones of this run's units with their recorded checksums, except those whose
+    unit failed (their old file is not current; the next run redoes them).
+
+    Shards that a previous run left in a group this selection covers wholly (no --frames) and
+    that are no longer planned (fewer frames now, a sequence gone) are removed; shards of
+    groups outside the selection are left as they are, and so are their index entries.
+    Unkeyed ``shard-NNNNN.h5`` files of stage version 1 (which mixed sequences) are removed.
+    """
+    from sampling.shards import SHARD_PATTERN, read_index_entries
 
     planned = {p for u in units for p in u.outputs}
+    written = _planned_entries(work, units)
     for part in ("train", "test"):
         folder = part_dir(work, config, part)
         if not folder.is_dir():
             continue
-        for stale in (p for p in folder.iterdir() if SHARD_PATTERN.match(p.name) and p not in planned):
-            stale.unlink()
-        if any(SHARD_PATTERN.match(p.name) for p in folder.iterdir()):
-            try:
-                write_index(folder, shard_config(config))
-            except OSError as e:  # disk full, read-only folder: one line naming the file
-                raise output_error(folder / "index.json", e) from e
+        old = read_index_entries(folder)
+        doomed = []
+        for p in folder.iterdir():
+            if SHARD_PATTERN.match(p.name) and p not in planned:
+                group = _shard_group(p.name)
+                if group is None or _selected_group(config, work, group):
+                    doomed.append(p)
+        # a planned shard without a done-record (its unit failed) is not current: left out, rerun next time
+        unfinished = {p.name for p in planned if p.parent == folder and p.name not in written}
+        if any(SHARD_PATTERN.match(p.name) for p in folder.iterdir()) or old:
+            # the index first, then the files: it never lists a missing shard
+            _write_part_index(config, work, part, {**old, **written},
+                              exclude={p.name for p in doomed} | unfinished)
+        for p in doomed:
+            p.unlink()
+
+
+def summary(config: SampleConfig, work: WorkDir) -> list[str]:
+    """One line per split part: sequences, frames and samples its index lists, stride, size."""
+    import json
+
+    from sampling.shards import INDEX_NAME
+
+    lines = []
+    split = get_split(config.split)
+    for part, subjects in (("train", split.train), ("test", split.test)):
+        path = part_dir(work, config, part) / INDEX_NAME
+        try:
+            index = json.loads(path.read_text())
+        except (OSError, ValueError):
+            lines.append(f"  {path.parent.name}: no samples (none of its subjects {', '.join(subjects)} "
+                         "is fitted and selected)")
+            continue
+        size = sum(int(s.get("bytes", 0)) for s in index.get("shards", []))
+        lines.append(f"  {path.parent.name}: {index.get('sequences', '?')} sequences, {index.get('frames', '?')} "
+                     f"frames, {index['samples']} samples in {len(index['shards'])} shards "
+                     f"({size / 2**20:.1f} MiB), {every_nth(index.get('stride', 1))}")
+    return lines
 
 
 STAGE = Stage(
     name="sample",
-    version="1",
+    version="2",  # 2: shards keyed by sequence, camera and frame block
     help="Sample query points with exact SDF and NVF votes into HDF5 shards.",
     config_type=SampleConfig,
     plan=plan,
     run_unit=run_unit,
+    prepare=prepare,
     finalize=finalize,
+    summary=summary,
     default_stride=None,
-    stride_help=("--stride sets both parts' frame stride; without it each split uses its own ("
-                 + "; ".join(f"{s.name}: train {s.train_stride}, test {s.test_stride}" for s in SPLITS.values())
-                 + "). --train-stride / --test-stride override one part."),
+    stride_fields=("train_stride", "test_stride"),
+    stride_help=("Frame strides of the splits' parts: "
+                 + "; ".join(f"{s.name}: train {every_nth(s.train_stride)}, test {every_nth(s.test_stride)}"
+                             for s in SPLITS.values())
+                 + ". --stride sets both parts, --train-stride / --test-stride one. Every frame a "
+                 "stride asks for must have an extracted image: extract with a --stride that divides it "
+                 "(protocol1's test stride 64 over extract --stride 5 would leave only multiples of 320; "
+                 "that is an error). Shards are keyed by sequence, camera and frame block: a run on a "
+                 "selection rewrites only its own shards."),
     options=(
         StageOption("split", str, "Named split: protocol1 or h3wb."),
-        StageOption("train_stride", int, "Override the split's training frame stride."),
-        StageOption("test_stride", int, "Override the split's test frame stride."),
+        StageOption("train_stride", int, "Frame stride of the training part [default: the split's, "
+                    + ", ".join(f"{s.name} {s.train_stride}" for s in SPLITS.values()) + "]."),
+        StageOption("test_stride", int, "Frame stride of the test part [default: the split's, "
+                    + ", ".join(f"{s.name} {s.test_stride}" for s in SPLITS.values()) + "]."),
         StageOption("points", int, "Query points per sample."),
         StageOption("joints", str, "Vote targets: h36m17 (mocap), smplx55 or cocowb133."),
         StageOption("radius", float, "Vote radius in metres."),

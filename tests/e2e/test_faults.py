@@ -183,8 +183,8 @@ def copy_staged(staged: Path, dst: Path, keep_fit: bool = True) -> Path:
 
 
 STAGE_SPECS = {
-    # 2 frames × 4 cameras of S9 (a protocol-1 test subject), 2 samples per shard: 4 units
-    "sample": ({"subjects": "S9", "test_stride": 5, "points": 64, "samples_per_shard": 2},
+    # 2 frames × 4 cameras of S9 (a protocol-1 test subject), 1 frame per block: 2 units of 4 shards
+    "sample": ({"subjects": "S9", "test_stride": 5, "points": 64, "samples_per_shard": 1},
                ("shards", "sample"), True),
     # train S1, test S9, every 5th frame: 2 units
     "h3wb": ({"train": "S1", "test": "S9", "stride": 5}, ("h3wb",), True),

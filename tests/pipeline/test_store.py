@@ -168,3 +168,40 @@ def test_lock_dies_with_its_process(tmp_path):
         p.wait()
     with WorkDir(tmp_path).lock():  # no stale lock after kill -9
         pass
+
+
+def _stale_reason(tmp_path, old: dict, new: dict) -> str:
+    """The status of a unit recorded with ``old`` params, asked about with ``new`` ones."""
+    w = WorkDir(tmp_path)
+    out = tmp_path / "toy/out.bin"
+    atomic_write_bytes(out, b"x")
+    write_done_record(w, "toy", "u", stage_version="1", params=old, config_hash="h-old", inputs={},
+                      outputs=[out])
+    json.loads(w.done_record("toy", "u").read_text())  # a JSON record: tuples came back as lists
+    return unit_status(w, "toy", "u", config_hash="h-new", params=new, inputs={}, outputs=[out])
+
+
+def test_stale_reason_names_only_changed_keys_with_old_and_new_values(tmp_path):
+    sampler = {"points": 2048, "near_fraction": 0.5, "sigmas": (0.01, 0.05)}
+    old = {"crop": 128, "sampler": sampler, "stride": 64, "seed": 0,
+           "samples": [f"S9/Walking_1/54138969/{f:06d}" for f in range(0, 6400, 64)]}
+    # same sampler with its keys in another order and a tuple that JSON gives back as a list
+    new = {"seed": 0, "sampler": dict(reversed(list(sampler.items()))), "crop": 256, "stride": 20,
+           "samples": [f"S9/Walking_1/54138969/{f:06d}" for f in range(0, 6400, 20)]}
+    reason = _stale_reason(tmp_path, old, new)
+    assert reason.startswith("stale (options changed: ")
+    assert "crop 128→256" in reason and "stride 64→20" in reason  # a --test-stride change is named
+    assert "sampler" not in reason and "seed" not in reason  # key order is not a change
+    assert ("samples 100→320 items (+\"S9/Walking_1/54138969/000020\" and 299 more, "
+            "-\"S9/Walking_1/54138969/000064\" and 79 more)") in reason
+    assert len(reason) < 250  # not both full sample lists
+
+
+def test_stale_reason_shortens_many_changes_and_nested_values(tmp_path):
+    old = {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "sampler": {"points": 2048}}
+    new = {"a": 0, "b": 0, "c": 0, "d": 0, "e": 0, "sampler": {"points": 4096}}
+    reason = _stale_reason(tmp_path, old, new)
+    assert reason == "stale (options changed: a 1→0, b 2→0, c 3→0, d 4→0, and 2 more)"
+    assert _stale_reason(tmp_path, {"sampler": {"points": 2048}}, {"sampler": {"points": 4096}}) == \
+        "stale (options changed: sampler.points 2048→4096)"
+    assert _stale_reason(tmp_path, {"x": [1, 2]}, {"x": (1, 2)}) == "stale (stage version 1 changed)"
