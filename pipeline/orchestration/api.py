@@ -118,11 +118,12 @@ def check_chain_strides(configs) -> None:
     from pipeline.stages.sample import every_nth, part_strides
 
     kept = by_name["extract"].selection.stride or 1
+    also = by_name["extract"].also_every
     for part, (stride, source) in part_strides(by_name["sample"]).items():
-        if stride % kept:
+        if stride % kept and not (also and stride % also == 0):
             raise SelectionError(
                 f"sample: the {part} part takes {every_nth(stride)} ({source}), but extract keeps "
-                f"{every_nth(kept)} (--stride {kept}): only multiples of {math.lcm(stride, kept)} could be "
+                f"{every_nth(kept)} (--stride {kept}{f', --also-every {also}' if also else ''}): only multiples of {math.lcm(stride, kept)} could be "
                 f"sampled; extract with a --stride that divides {stride} (e.g. `h36m-nvf extract --stride 1`, "
                 f"then `run --from fit`), or pass --{part}-stride with a multiple of {kept}")
 

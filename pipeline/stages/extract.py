@@ -20,12 +20,13 @@ release and options give byte-identical files.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipeline.artifacts import write_joints_world, write_sequence_info
-from pipeline.errors import DataError
+from pipeline.errors import DataError, SelectionError
 from pipeline.release.h36m import METADATA_FILE
+from pipeline.release.splits import SPLITS
 from pipeline.selection import Selection
 from pipeline.stages.base import Stage, StageConfig, StageOption, Unit
 from pipeline.store import WorkDir, atomic_write_bytes
@@ -33,6 +34,7 @@ from pipeline.store import WorkDir, atomic_write_bytes
 log = logging.getLogger(__name__)
 
 DEFAULT_STRIDE = 5
+PROTOCOL1_TEST_STRIDE = SPLITS["protocol1"].test_stride
 NUM_JOINTS = 32
 
 
@@ -44,6 +46,24 @@ class ExtractConfig(StageConfig):
     """Subjects, actions, cameras, frame range and stride of the images."""
     jpeg_quality: int = 95
     """OpenCV JPEG quality (0-100) of the written frames."""
+    also_every: int = PROTOCOL1_TEST_STRIDE
+    """Also keep the frames of the range that are multiples of N (0: none). The default, protocol 1's test stride,
+    gives ``sample``'s default test part its frames beside the stride-5 grid (1.25 % more
+    images); without it that part could only use the multiples of 320."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.jpeg_quality <= 100:
+            raise SelectionError(f"--jpeg-quality must be within 0..100, got {self.jpeg_quality}")
+        if self.also_every < 0:
+            raise SelectionError(f"--also-every must be 0 (none) or a positive frame count, got {self.also_every}")
+
+    def frame_indices(self, count: int) -> list[int]:
+        """The frames to extract among ``count``: the selection's grid and every also_every-th."""
+        frames = set(self.selection.frame_indices(count))
+        if self.also_every:  # absolute multiples: the grid sample's parts take (frame % stride == 0)
+            whole = replace(self.selection, stride=1).frame_indices(count)
+            frames.update(range(-(-whole.start // self.also_every) * self.also_every, whole.stop, self.also_every))
+        return sorted(frames)
 
 
 # --------------------------------------------------------------------------- plan
@@ -63,7 +83,7 @@ def plan(config: ExtractConfig, work: WorkDir) -> list[Unit]:
     units: list[Unit] = []
     for seq in release.sequences:
         units.append(_sequence_unit(seq, work, metadata_path))
-        frames = list(config.selection.frame_indices(seq.num_frames))
+        frames = config.frame_indices(seq.num_frames)
         for cam_id in _camera_ids(seq):
             # a missing video is a problem of the sequence unit; a corrupt one fails its own unit
             if (not config.selection.wants_camera(cam_id) or cam_id in seq.skip_cameras
@@ -100,6 +120,7 @@ def _camera_unit(seq, cam_id: str, frames: list[int], config: ExtractConfig, wor
         inputs={"video": video},
         # the kept frames (not --frames/--stride as typed) decide the outputs
         params={"kind": "images", "frames": [frames[0], frames[-1] + 1, config.selection.stride],
+                **({"also_every": config.also_every} if config.also_every else {}),
                 "jpeg_quality": config.jpeg_quality},
         payload={"kind": "images", "video": video, "frames": frames},
     )
@@ -190,7 +211,9 @@ STAGE = Stage(
     config_type=ExtractConfig,
     plan=plan,
     run_unit=run_unit,
-    options=(StageOption("jpeg_quality", int, "JPEG quality (0-100) of the extracted frames."),),
+    options=(StageOption("jpeg_quality", int, "JPEG quality (0-100) of the extracted frames."),
+             StageOption("also_every", int, "Also keep every N-th frame (0: none); default 64, protocol 1's "
+                                            "test stride, so that sample's default test part has its frames.")),
     default_stride=DEFAULT_STRIDE,
     needs_release=True,
 )

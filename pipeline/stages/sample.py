@@ -214,6 +214,13 @@ def check_stride_served(part: str, stride: int, source: str, where: str, availab
             f"with images only at {every_nth(served)} (extract --stride {served}): only multiples of {lcm} "
             f"could be sampled; pass --{part}-stride (or --stride) with a multiple of {served}, or extract "
             f"with a --stride that divides {stride}")
+    grid = range(-(-lo // stride) * stride, hi + 1, stride)
+    if 2 * len(missing) >= len(grid):  # most of the grid: a stride that extract's grids do not hold
+        raise SelectionError(
+            f"sample: the {part} part takes {every_nth(stride)} ({source}), but {where} has images for only "
+            f"{len(grid) - len(missing)} of its {len(grid)} frames (first missing: {missing[0]}); extract keeps "
+            f"the multiples of its --stride and --also-every: pass --{part}-stride (or --stride) with a "
+            f"multiple of one of them")
     raise DataError(f"{where}: frame {missing[0]} has no fitted frame with an extracted image inside the "
                     f"range {lo}..{hi} (deleted images? rerun extract and fit for it)")
 
@@ -673,9 +680,8 @@ STAGE = Stage(
                  + "; ".join(f"{s.name}: train {every_nth(s.train_stride)}, test {every_nth(s.test_stride)}"
                              for s in SPLITS.values())
                  + ". --stride sets both parts, --train-stride / --test-stride one. Every frame a "
-                 "stride asks for must have an extracted image: extract with a --stride that divides it "
-                 "(protocol1's test stride 64 over extract --stride 5 would leave only multiples of 320; "
-                 "that is an error). Shards are keyed by sequence, camera and frame block: a run on a "
+                 "stride asks for must have an extracted image: extract keeps the multiples of its --stride and of "
+                 "--also-every (default 5 and 64, so protocol1 is served); any other stride is an error. Shards are keyed by sequence, camera and frame block: a run on a "
                  "selection rewrites only its own shards."),
     options=(
         StageOption("split", str, "Named split: protocol1 or h3wb."),

@@ -122,9 +122,13 @@ def test_documented_environment_variable_selects_for_every_command(tiny_release,
 
 
 def test_a_chain_whose_extract_stride_cannot_serve_sample_fails_before_anything_runs(tiny_release, tmp_path):
-    out = usage_error(["run", "--h36m", str(tiny_release), "--out", str(tmp_path / "w"), "--dry-run"])
+    # by default extract also keeps every 64th frame: protocol 1's test stride is served
+    result = CliRunner().invoke(main, ["run", "--h36m", str(tiny_release), "--out", str(tmp_path / "w"), "--dry-run"])
+    assert "extract: 10 units, 10 would run" in result.output and "multiples of" not in result.output
+    out = usage_error(["run", "--h36m", str(tiny_release), "--out", str(tmp_path / "w"), "--dry-run",
+                       "--also-every", "0"])
     assert ("sample: the test part takes every 64th frame (protocol1's test stride 64), but extract keeps "
             "every 5th frame (--stride 5): only multiples of 320 could be sampled") in out
     result = CliRunner().invoke(main, ["run", "--h36m", str(tiny_release), "--out", str(tmp_path / "w"),
-                                       "--dry-run", "--test-stride", "10"])
+                                       "--dry-run", "--test-stride", "10", "--also-every", "0"])
     assert "extract: 10 units, 10 would run" in result.output and "multiples of" not in result.output

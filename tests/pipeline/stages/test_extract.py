@@ -234,3 +234,26 @@ def test_run_chains_registered_stages(tiny_release, tmp_path, scheduler):
     assert result.exit_code == 0, result.output
     assert "extract: 5 units: 5 done" in result.output
     shutil.rmtree(work)
+
+
+def test_extract_keeps_the_protocol1_test_grid_beside_its_stride():
+    from pipeline.selection import Selection
+    from pipeline.stages.extract import ExtractConfig
+
+    frames = ExtractConfig().frame_indices(400)
+    assert set(range(0, 400, 5)) | set(range(0, 400, 64)) == set(frames)
+    assert ExtractConfig(also_every=0).frame_indices(400) == list(range(0, 400, 5))
+    # absolute multiples, as sample's parts take them, inside a --frames range
+    ranged = ExtractConfig(selection=Selection(frames=(10, 200), stride=5)).frame_indices(400)
+    assert {64, 128, 192} <= set(ranged) and min(ranged) == 10 and max(ranged) < 200
+
+
+def test_a_stride_neither_grid_holds_is_a_usage_error():
+    from pipeline.errors import SelectionError
+    from pipeline.stages.extract import ExtractConfig
+    from pipeline.stages.sample import check_stride_served
+
+    available = ExtractConfig().frame_indices(400)
+    check_stride_served("test", 64, "protocol1's test stride 64", "S9/Walking_1/1", available)
+    with pytest.raises(SelectionError, match=r"images for only 12 of its 57 frames \(first missing: 7\)"):
+        check_stride_served("test", 7, "--test-stride 7", "S9/Walking_1/1", available)
