@@ -14,7 +14,7 @@ from cli import main
 def test_spot_check_on_a_mismatched_skeleton_warns_and_passes(model_cache, tmp_path):
     release = tmp_path / "release"
     made = CliRunner().invoke(main, [
-        "demo-data", "--out", str(release), "--subjects", "S9", "--sequences", "14-1", "--frames", "12",
+        "demo-data", str(release), "--subjects", "S9", "--sequences", "14-1", "--frames", "12",
         "--scale", "0.1", "--workers", "1", "--model-cache", str(model_cache), "--mocap-skeleton", "mismatched"])
     assert made.exit_code == 0, made.output
     result = CliRunner().invoke(main, ["spot-check", "--h36m", str(release), "--frames-per-sequence", "8",
