@@ -1,8 +1,8 @@
 """Fitting SMPL-X poses to mocap joints: our batched LM fitter vs the stock loop.
 
 Stock loop (peer): smplx's own forward on the full mesh + Adam on the same energy (Geman–McClure
-joint loss through the same correspondence, L2 pose prior, the anatomical limit hinges of
-fitting.joint_limits), the same frames,
+joint loss through the same correspondence, the range-normalised pose prior, the anatomical limit
+hinges of fitting.joint_limits), the same frames,
 the same rigid start, the same device and thread count, the same wide-then-robust loss schedule, run until it reaches
 our accuracy (its MPJPE ≤ max(our MPJPE, 2 mm)) or an iteration cap — "frames/s to
 convergence"; when it hits the cap the row says so and its accuracy is the one reached. Both fit poses
@@ -164,7 +164,7 @@ def _stock(fitter, model, mocap, betas, device, target_mpjpe, max_iters, lr=0.02
         pred = h36m32_from_smplx(joints, verts[:, ids])
         err = pred - target
         body = params[:, 3:66]
-        energy = (gmof_energy(err, sigma).sum(-1) / DATA_UNIT_M**2 + c.pose_prior_weight * (body**2).sum(-1)
+        energy = (gmof_energy(err, sigma).sum(-1) / DATA_UNIT_M**2 + ((body @ fitter.prior_map.T) ** 2).sum(-1)
                   + c.angle_limit_weight * (limit_residual(body, fitter.bone_axes) ** 2).sum(-1)).sum()
         opt.zero_grad()
         energy.backward()

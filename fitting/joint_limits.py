@@ -366,3 +366,15 @@ def project_to_limits(body_pose: torch.Tensor, bone_axes_: torch.Tensor, slack_r
     w = ws * wt - (vs * vt).sum(-1)
     vec = ws[..., None] * vt + wt[..., None] * vs + torch.cross(vs, vt, dim=-1)
     return torch.where(out[..., None], _rotvec_of_quat(w, vec), body_pose)
+
+
+def range_normalised_axes(bone_axes_: torch.Tensor) -> torch.Tensor:
+    """(63, 63) block-diagonal map M of body-pose rotation vectors (63,) to each joint's
+    [swing u, swing v, twist] components divided by the half range of motion on that axis
+    (the mean of |min| and max, radians): |M θ|² is a pose prior whose spread on every
+    joint axis follows its range of motion (small-angle swing/twist, exact at rest)."""
+    ref, lo, hi = limit_arrays(bone_axes_.dtype, bone_axes_.device)
+    u, v = _frames(bone_axes_, ref)
+    half = 0.5 * (hi - lo)  # (21, 3)
+    rows = torch.stack([u, v, bone_axes_], -2) / half[..., None]  # (21, 3, 3)
+    return torch.block_diag(*rows)

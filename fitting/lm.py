@@ -1,7 +1,8 @@
 """Batched Levenberg–Marquardt: many small independent least-squares problems at once.
 
 Each problem b has parameters p_b (P,) and residuals r_b (R,); the solver keeps one damping
-factor per problem and accepts a step only where the true energy drops.
+factor per problem, accepts a step only where the true energy drops and stops updating a
+problem once it has converged (``LMResult.converged``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ class LMResult:
     cost: torch.Tensor
     """(B,) final energy."""
     converged: torch.Tensor
-    """(B,) bool."""
+    """(B,) bool, sticky: an accepted step lowered the energy by less than tol x (E + 1), or a
+    rejected step came where the undamped Gauss-Newton model promises less than that
+    (0.5 g^T A^-1 g, a minimum up to tol). Converged problems are not updated again."""
     iterations: int = 0
 
 
@@ -63,13 +66,29 @@ def lm_batched(fn, params: torch.Tensor, iters: int, tol: float, lam0: float = 1
         step = -_solve_spd(a + torch.diag_embed(lam[:, None] * diag), g)
         trial = params + step if retract is None else retract(params, step)
         r_new, jac_new, cost_new = fn(trial, True)
-        accept = torch.isfinite(cost_new) & (cost_new < cost)
-        converged = accept & ((cost - cost_new) < tol * (cost + 1.0))
+        threshold = tol * (cost + 1.0)
+        accept = torch.isfinite(cost_new) & (cost_new < cost) & ~converged
+        small_step = accept & ((cost - cost_new) < threshold)
+        # A rejected step at a minimum: the undamped Gauss-Newton model promises less than tol.
+        rejected = ~accept & ~converged
+        converged = converged | small_step
+        if bool(rejected.any()):  # only those rows: one more batched solve
+            rows = torch.nonzero(rejected)[:, 0]
+            converged[rows] |= predicted_decrease(a[rows], g[rows], floor) < threshold[rows]
         params = torch.where(accept[:, None], trial, params)
         r = torch.where(accept[:, None], r_new, r)
         jac = torch.where(accept[:, None, None], jac_new, jac)
         cost = torch.where(accept, cost_new, cost)
-        lam = torch.where(accept, lam / 3, lam * 4).clamp(1e-9, 1e9)
+        lam = torch.where(accept, lam / 3, torch.where(converged, lam, lam * 4)).clamp(1e-9, 1e9)
         if bool(converged.all()):
             break
     return LMResult(params, cost, converged, done)
+
+
+def predicted_decrease(a: torch.Tensor, g: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+    """(B,) the energy decrease an undamped Gauss-Newton step promises, 0.5 g^T A^-1 g, for
+    A = J^T J (B, P, P) (plus 1e-9 x the damping scale for directions nothing sees) and the
+    gradient g = J^T r (B, P)."""
+    eps = 1e-9 * torch.maximum(a.diagonal(dim1=-2, dim2=-1), floor)
+    x = _solve_spd(a + torch.diag_embed(eps), g)
+    return 0.5 * (g * x).sum(-1)

@@ -1,6 +1,6 @@
 """Pose priors that need no licensed file, plus an optional user GMM.
 
-- L2 on the body pose (pulls unobservable twist about limb axes towards zero),
+- (the default pose prior, range-normalised swing/twist, is fitting.joint_limits.range_normalised_axes),
 - joint-angle limits: no hyper-extension of knees and elbows (SMPLify-X's hinge convention for
   SMPL-X's T-pose: knees flex about +x, left elbow about -y, right elbow about +y),
 - a user's Gaussian-mixture pose prior file (SMPLify's ``gmm_08.pkl`` layout: ``means (K, 69)``

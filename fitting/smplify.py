@@ -16,7 +16,9 @@ vmapped over frames). Only the 55 joints and the few vertices the targets read a
 Energy per frame (residual form; LM accepts a step only if the true energy drops):
   data      Geman–McClure on predicted vs mocap joints, in units of DATA_UNIT_M, linearised
             by IRLS (weights frozen within a step);
-  pose      L2 on body_pose (or a user's GMM) — little twist where twist is unobservable;
+  pose      Gaussian on each body joint's swing and twist, in units of its range of motion
+            (or a user's GMM) — little twist where twist is unobservable, and motion the
+            joints cannot attribute goes to the joints that move most (not collars, spine);
   limits    knees/elbows bending the wrong way (fitting.priors);
   temporal  body_pose and transl minus the mean of the neighbouring frames (held fixed
             within one LM round, refreshed between rounds).
@@ -53,6 +55,7 @@ from fitting.joint_limits import (
     limit_residual,
     limit_residual_jacobian,
     project_to_limits,
+    range_normalised_axes,
 )
 from fitting.joint_sets import H36M17_FROM_H36M32, H36M32
 from fitting.lbs_subset import (
@@ -92,8 +95,12 @@ class FitConfig:
     """Floating type of the optimisation ("float32" or "float64")."""
     data_sigma_m: float = 0.05
     """Geman–McClure scale of the joint loss, metres (phase two of each solve)."""
-    pose_prior_weight: float = 1e-2
-    """Weight of the L2 body-pose prior (data in cm, angles in rad)."""
+    pose_prior_weight: float = 9e-2
+    """Weight of the body-pose prior (data in cm): the squared swing and twist of every body
+    joint, each in units of that axis's half range of motion
+    (fitting.joint_limits.range_normalised_axes). Where the joints cannot tell which joint
+    turns (twist shared by collar and shoulder, bending shared by the spine joints), the
+    motion goes to the joints with the larger range, not spread evenly over all."""
     gmm_prior_weight: float = 1e-2
     """Weight of a user's GMM prior (replaces the L2 prior when given)."""
     angle_limit_weight: float = 1e4
@@ -157,9 +164,11 @@ class FitConfig:
     cpu_threads: int = 1
     """torch intra-op threads while fitting on CPU (0: leave torch's setting). The per-frame
     operations are small, so extra threads mostly spin; parallelism comes from dask units."""
-    tol: float = 1e-3
-    """A frame has converged when an LM step lowers its energy (cm^2 units) by less than
-    tol x (energy + 1)."""
+    tol: float = 1e-4
+    """A frame has converged (and LM leaves it) when a step lowers its energy (cm^2 units) by
+    less than tol x (energy + 1), or a step is rejected where the undamped Gauss-Newton model
+    promises less than that (fitting.lm). Small: the prior's shallow valleys (which joint
+    twists) are descended in many small steps."""
 
 
 # ----------------------------------------------------------------------------- targets
@@ -290,6 +299,8 @@ class Fitter:
         self.chunk = config.chunk_frames or (4096 if self.device.type == "cuda" else 512)
         self.bone_axes = bone_axes(self.skinner.j_template)
         """(21, 3) rest bone axes of the model's mean shape (the frame of the joint limits)."""
+        self.prior_map = math.sqrt(config.pose_prior_weight) * range_normalised_axes(self.bone_axes)
+        """(63, 63) the pose prior's residual map: prior residual = prior_map @ body_pose."""
         floor = torch.full((NUM_POSE_PARAMS,), config.rotation_damping_floor, **kw)
         floor[66:] = 1e-6
         self.damping_floor = floor
@@ -307,12 +318,9 @@ class Fitter:
         return self.targets.predict(joints, verts)
 
     def _prior_residual(self, body_pose):
-        c = self.config
         if self.gmm is not None:
-            prior = math.sqrt(c.gmm_prior_weight) * self.gmm.residual(body_pose)
-        else:
-            prior = math.sqrt(c.pose_prior_weight) * body_pose
-        return prior
+            return math.sqrt(self.config.gmm_prior_weight) * self.gmm.residual(body_pose)
+        return body_pose @ self.prior_map.T
 
     def retract(self, p: torch.Tensor, step: torch.Tensor, cap: bool = True, slack_rad: float = 0.0) -> torch.Tensor:
         """Trial parameters (B, 69) of an LM step (B, 69) from p: each joint's rotation step
@@ -380,7 +388,7 @@ class Fitter:
         if self.gmm is not None:
             j_prior[:, :, 3:66] = math.sqrt(self.config.gmm_prior_weight) * self.gmm.jacobian(body)
         else:
-            j_prior[:, :, 3:66] = math.sqrt(self.config.pose_prior_weight) * torch.eye(63, dtype=p.dtype, device=p.device)
+            j_prior[:, :, 3:66] = self.prior_map
         j_lim = p.new_zeros((b, limits.shape[1], n_p))
         j_lim[:, :, 3:66] = w_lim * j_lim_body
         j_smooth = p.new_zeros((b, 66, n_p))

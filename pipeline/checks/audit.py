@@ -493,8 +493,9 @@ def _table(headers: list[str], rows: list[list]) -> str:
 STAT_COLUMNS = ["frames", "mean_mm", "median_mm", "p95_mm", "max_mm", "converged_share"]
 
 DEFINITIONS = {
-    "converged": "the fitter's LM stopped on its tolerance for the frame (fit file flag 'converged', "
-                 "lm_tolerance_share) AND the frame's MPJPE is not an outlier of its sequence "
+    "converged": "the fitter's last LM pass stopped at a minimum for the frame, to its tolerance: a step lowered "
+                 "the energy by less than tol x (energy + 1) or, rejected, the undamped Gauss-Newton model promised "
+                 "less (fitting.lm; fit file flag 'converged', lm_tolerance_share) AND the frame's MPJPE is not an outlier of its sequence "
                  "(<= max(outlier_floor_mm, outlier_factor x median))",
     "frames_over_pi": "frames in which global_orient or any body joint has a rotation vector longer than pi",
     "joint_limits": "degrees beyond the anatomical swing/twist limit (fitting.joint_limits.JOINT_LIMITS); "

@@ -17,13 +17,19 @@ from pipeline.errors import DataError
 from pipeline.store import WorkDir
 from pipeline.synthetic.release import SyntheticReleaseConfig
 
+DEMO_MARKER_NOISE_MM = 5.0
+"""Marker noise of the demo's mocap (mm per coordinate), beside its mismatched skeleton."""
+
 
 @dataclass(frozen=True)
 class DemoConfig:
     """What the demo runs."""
 
-    release: SyntheticReleaseConfig = field(default_factory=SyntheticReleaseConfig)
-    """The synthetic release (default: S1, S8, S9 with two sequences each)."""
+    release: SyntheticReleaseConfig = field(default_factory=lambda: SyntheticReleaseConfig(
+        mocap_skeleton="mismatched", marker_noise_mm=DEMO_MARKER_NOISE_MM))
+    """The synthetic release (default: S1, S8, S9 with two sequences each, the mocap through a
+    mismatched skeleton with marker noise, as real mocap is: the demo's fit numbers then mean
+    what they would on real data)."""
     split: str = "protocol1"
     """Shard split to sample and train on."""
     train_stride: int = 10
