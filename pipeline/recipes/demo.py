@@ -198,10 +198,12 @@ def run_demo(work_dir: Path, config: DemoConfig = DemoConfig(), echo=print) -> d
     shards = {d.name: json.loads((d / "index.json").read_text()) for d in sorted((work.root / "shards").iterdir())
               if (d / "index.json").is_file()}
     h3wb = json.loads((work.h3wb_dir / "manifest.json").read_text())
+    audit_summary = json.loads((audit.parent / "summary.json").read_text())
     return {
         "work": str(work.root),
         "release": str(release),
         "audit": str(audit),
+        "surface": surface_figures(audit_summary),
         "fit_mpjpe_mm": {k: fit[k] for k in ("frames", "mean_mm", "p95_mm", "max_mm")},
         "shards": {name: {"shards": len(i["shards"]), "samples": i["samples"]} for name, i in shards.items()},
         "validated_samples": checked,
@@ -213,6 +215,28 @@ def run_demo(work_dir: Path, config: DemoConfig = DemoConfig(), echo=print) -> d
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "total_seconds": round(time.perf_counter() - start, 1),
     }
+
+
+def surface_figures(audit_summary: dict) -> dict:
+    """What the audit says of the fitted surface: PVE against the true mesh, silhouette IoU
+    against ground_truth_bs, and whether a skeleton mismatch was detected (None: not checked)."""
+    p = audit_summary.get("plausibility", {})
+    pve, sil = p.get("pve"), audit_summary.get("silhouette") or {}
+    return {"pve_mean_mm": pve["mean_mm"] if pve else None, "pve_p95_mm": pve["p95_mm"] if pve else None,
+            "silhouette_iou_mean": sil.get("mean") if sil.get("checked") else None,
+            "silhouette_pairs": sil.get("frames") if sil.get("checked") else 0,
+            "mismatch_detected": p.get("mismatch", {}).get("detected")}
+
+
+def surface_line(surface: dict) -> str:
+    pve = ("not measured (no groundtruth/)" if surface["pve_mean_mm"] is None else
+           f"PVE vs the true mesh mean {surface['pve_mean_mm']:.1f} mm, p95 {surface['pve_p95_mm']:.1f} mm")
+    sil = ("silhouette not checked (no ground_truth_bs masks)" if surface["silhouette_iou_mean"] is None else
+           f"silhouette IoU mean {surface['silhouette_iou_mean']:.3f} over {surface['silhouette_pairs']} "
+           "(frame, camera) pairs")
+    mismatch = {True: "skeleton mismatch detected (the demo's mocap is made through another joint definition)",
+                False: "no skeleton mismatch detected", None: "mismatch not checked"}[surface["mismatch_detected"]]
+    return f"{pve}; {sil}; {mismatch}"
 
 
 def nvf_summary(test: dict) -> str:
@@ -233,8 +257,9 @@ def format_summary(summary: dict) -> str:
         "h36m-nvf demo: done",
         f"  work dir      {summary['work']}",
         f"  release       {summary['release']}",
-        f"  fit           {fit['frames']} frames, MPJPE mean {fit['mean_mm']:.2f} mm, p95 {fit['p95_mm']:.2f} mm, "
+        f"  fit           {fit['frames']} frames, MPJPE to the mocap mean {fit['mean_mm']:.2f} mm, p95 {fit['p95_mm']:.2f} mm, "
         f"max {fit['max_mm']:.2f} mm",
+        f"  surface       {surface_line(summary['surface'])}",
         f"  audit         {summary['audit']}",
     ]
     for name, s in summary["shards"].items():
