@@ -45,7 +45,7 @@ def test_a_plain_rerun_reproduces_the_last_run_and_a_flag_overrides_one_value(ti
     assert result.exit_code == 0, result.output
     saved = read_params(WorkDir(work))
     assert saved.h36m == str(tiny_release)
-    assert saved.stages["extract"] == {"stride": 6, "jpeg_quality": 80}
+    assert saved.stages["extract"] == {"stride": 6, "jpeg_quality": 80, "also_every": 64}
     assert saved.set_by["extract"]["stride"].startswith("--stride on `h36m-nvf extract`")
 
     # no --h36m, no options: the last run's, and nothing to do
@@ -62,7 +62,7 @@ def test_a_plain_rerun_reproduces_the_last_run_and_a_flag_overrides_one_value(ti
     result = extract("--out", work, "--jpeg-quality", "70")
     assert result.exit_code == 0, result.output
     after = read_params(WorkDir(work))
-    assert after.stages["extract"] == {"stride": 6, "jpeg_quality": 70}
+    assert after.stages["extract"] == {"stride": 6, "jpeg_quality": 70, "also_every": 64}
     assert after.set_by["extract"]["stride"] == saved.set_by["extract"]["stride"]  # kept from the first run
     assert after.set_by["extract"]["jpeg_quality"].startswith("--jpeg-quality on `h36m-nvf extract`")
 
@@ -80,7 +80,7 @@ def test_stage_sections_are_kept_and_a_bad_edited_value_names_the_file(tiny_rele
                                                                        "sample": {"crop": 64}}))
     result = extract("--out", work)
     assert result.exit_code == 0, result.output
-    assert read_params(WorkDir(work)).stages == {"extract": {"stride": 12, "jpeg_quality": 95},
+    assert read_params(WorkDir(work)).stages == {"extract": {"stride": 12, "jpeg_quality": 95, "also_every": 64},
                                                  "sample": {"crop": 64}}
 
 
