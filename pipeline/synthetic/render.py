@@ -57,6 +57,16 @@ def _vertex_shade(points_cam, faces, albedo, light, ambient):  # pragma: no cove
     return colors
 
 
+@njit(cache=True, inline="always")
+def _pixel_box(xa, ya, xb, yb, xc, yc, W, H):  # pragma: no cover - numba
+    """Pixel centres (x0..x1, y0..y1, inclusive, inside the image) of a triangle's bounding box."""
+    x0 = max(int(np.ceil(min(xa, min(xb, xc)))), 0)
+    x1 = min(int(np.floor(max(xa, max(xb, xc)))), W - 1)
+    y0 = max(int(np.ceil(min(ya, min(yb, yc)))), 0)
+    y1 = min(int(np.floor(max(ya, max(yb, yc)))), H - 1)
+    return x0, x1, y0, y1
+
+
 @njit(cache=True, nogil=True)
 def _rasterize(uv, depth, faces, colors, image, zbuf, near):  # pragma: no cover - numba
     """Draw triangles into image (H, W, 3) uint8 with the depth buffer zbuf (H, W).
@@ -77,10 +87,7 @@ def _rasterize(uv, depth, faces, colors, image, zbuf, near):  # pragma: no cover
         area = (xb - xa) * (yc - ya) - (yb - ya) * (xc - xa)
         if area == 0.0:
             continue
-        x0 = max(int(np.ceil(min(xa, min(xb, xc)))), 0)
-        x1 = min(int(np.floor(max(xa, max(xb, xc)))), W - 1)
-        y0 = max(int(np.ceil(min(ya, min(yb, yc)))), 0)
-        y1 = min(int(np.floor(max(ya, max(yb, yc)))), H - 1)
+        x0, x1, y0, y1 = _pixel_box(xa, ya, xb, yb, xc, yc, W, H)
         inv = 1.0 / area
         for y in range(y0, y1 + 1):
             for x in range(x0, x1 + 1):
@@ -112,10 +119,7 @@ def _rasterize_coverage(uv, depth, faces, mask, near):  # pragma: no cover - num
         area = (xb - xa) * (yc - ya) - (yb - ya) * (xc - xa)
         if area == 0.0:
             continue
-        x0 = max(int(np.ceil(min(xa, min(xb, xc)))), 0)
-        x1 = min(int(np.floor(max(xa, max(xb, xc)))), W - 1)
-        y0 = max(int(np.ceil(min(ya, min(yb, yc)))), 0)
-        y1 = min(int(np.floor(max(ya, max(yb, yc)))), H - 1)
+        x0, x1, y0, y1 = _pixel_box(xa, ya, xb, yb, xc, yc, W, H)
         inv = 1.0 / area
         for y in range(y0, y1 + 1):
             for x in range(x0, x1 + 1):
