@@ -76,7 +76,12 @@ class StatusReport:
 
 
 def _shorten(text: str) -> str:
-    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1] + "…"
+    """At most REASON_CHARS, cut in the middle: a reason names the unit first and what is
+    wrong last (after a long file path), and both must stay readable."""
+    if len(text) <= REASON_CHARS:
+        return text
+    head = (REASON_CHARS - 1) // 2
+    return text[:head] + "…" + text[len(text) - (REASON_CHARS - 1 - head):]
 
 
 def run_holder(work: WorkDir) -> str:

@@ -93,3 +93,12 @@ def test_status_shows_a_run_holding_the_lock(tmp_path):
     with WorkDir(tmp_path).lock():
         result = status(tmp_path)
     assert f"a run holds WORK (pid {os.getpid()})" in result.output
+
+
+def test_long_reasons_keep_their_start_and_their_end():
+    from pipeline.orchestration.status import REASON_CHARS, _shorten
+
+    reason = "failed S1/Walking_1/54138969: DataError: /" + "very/long/path/" * 20 + "x.mp4: cannot open video"
+    short = _shorten(reason)
+    assert len(short) == REASON_CHARS and "…" in short
+    assert short.startswith("failed S1/Walking_1/54138969") and short.endswith("cannot open video")
