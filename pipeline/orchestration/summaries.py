@@ -55,7 +55,7 @@ def sample_results(report, units, work) -> dict:
     for o in _finished(report):
         split = o.key.split("/")[0]
         row = per_split[split]
-        row["shards"] += 1
+        row["shards"] += len(o.info.get("shards", ())) or 1  # a unit writes one shard per camera
         row["samples"] += int(o.info.get("samples", 0))
         row["bytes"] += int(o.info.get("bytes", 0))
     return {"splits": dict(sorted(per_split.items()))}

@@ -112,3 +112,13 @@ def test_fit_results_are_computed_over_the_frames_of_the_fit_files(tmp_path_fact
     assert results["device"] == "cpu" and results["frames"] == len(errors)
     assert results["mpjpe_mm_mean"] == np.mean(errors) and results["mpjpe_mm_p95"] == np.percentile(errors, 95)
     assert results["mpjpe_mm_max"] == 40.0
+
+
+def test_sample_results_count_every_camera_shard_of_a_unit():
+    from pipeline.orchestration.runner import StageReport, UnitOutcome
+    from pipeline.orchestration.summaries import sample_results
+
+    shards = {f"shard-S9-Walking_1-{c}-00000.h5": {"samples": 2} for c in ("54138969", "55011271")}
+    report = StageReport("sample", [UnitOutcome("protocol1-test/S9/Walking_1/00000", "missing", "done",
+                                                info={"samples": 4, "bytes": 100, "shards": shards})])
+    assert sample_results(report, [], None)["splits"]["protocol1-test"] == {"shards": 2, "samples": 4, "bytes": 100}
