@@ -301,27 +301,22 @@ def limit_residual_jacobian(body_pose: torch.Tensor, bone_axes_: torch.Tensor) -
         bone_axes_: (21, 3) unit rest bone axes.
     Returns:
         r (B, 42) as ``limit_residual``; J (B, 42, 63), d r / d body_pose (each joint's two
-        residuals depend on its own 3 components only: three forward-mode tangents suffice).
+        residuals depend on its own 3 components only, and each frame's on its own frame: the
+        gradients of the two residual sums give every nonzero entry in two backward passes;
+        forward mode, torch.func.jvp, took 80 % of a short sequence's fit through its python
+        reference decompositions).
     """
-    from torch.func import jvp
-
     r = limit_residual(body_pose, bone_axes_)
     b = body_pose.shape[0]
     jac = body_pose.new_zeros((b, 2, 21, 21, 3))
     rows = torch.nonzero((r > 0).any(-1))[:, 0]  # frames with an active hinge (usually few)
     if rows.numel():
-        rv = body_pose[rows].unflatten(-1, (21, 3))
-
-        def f(x):
-            s, t = limit_excess(x, bone_axes_)
-            return torch.stack([s, t], -2)  # (K, 2, 21)
-
-        cols = []
-        for i in range(3):
-            tangent = torch.zeros_like(rv)
-            tangent[..., i] = 1.0
-            cols.append(jvp(f, (rv,), (tangent,))[1])
-        d = torch.stack(cols, -1)  # (K, 2, 21, 3)
+        rv = body_pose[rows].detach().unflatten(-1, (21, 3)).requires_grad_(True)
+        with torch.enable_grad():
+            swing_ex, twist_ex = limit_excess(rv, bone_axes_)
+            d_swing, = torch.autograd.grad(swing_ex.sum(), rv, retain_graph=True)
+            d_twist, = torch.autograd.grad(twist_ex.sum(), rv)
+        d = torch.stack([d_swing, d_twist], 1)  # (K, 2, 21, 3)
         j = torch.arange(21, device=body_pose.device)
         sub = jac[rows]
         sub[:, :, j, j, :] = d
