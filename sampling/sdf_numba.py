@@ -2,7 +2,7 @@
 and Barill et al.'s (2018) fast winding number on the same tree.
 
 Everything here works on float64 numpy arrays in one consistent frame (metres in the project).
-The tree is built per mesh (binned surface-area-heuristic splits: a 20k-face mesh in ~13 ms)
+The tree is built per mesh (binned surface-area-heuristic splits: a 20k-face mesh in ~17 ms on this 2-core VM)
 and refitted to new poses of the same faces (boxes and expansions only, about 1 ms).
 
 Winding number: a node whose expansion centre is farther than ``beta`` times its radius from
