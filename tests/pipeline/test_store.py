@@ -143,7 +143,7 @@ def test_lock_is_exclusive_and_names_the_holder(tmp_path):
         pass
 
 
-def test_lock_wait_blocks_until_released(tmp_path):
+def test_lock_wait_blocks_until_released_and_says_what_it_waits_for(tmp_path, capsys):
     w = WorkDir(tmp_path)
     held = w.lock()
     held.acquire()
@@ -151,6 +151,19 @@ def test_lock_wait_blocks_until_released(tmp_path):
     t0 = time.monotonic()
     with w.lock(wait=True):
         assert time.monotonic() - t0 >= 0.25
+    err = capsys.readouterr().err
+    assert f"waiting for the run holding {w.root}" in err and "to finish" in err
+
+
+def test_readers_share_and_exclude_a_writer(tmp_path):
+    """The read side of the lock (audit) shares with readers only."""
+    work = WorkDir(tmp_path)
+    with work.lock(shared=True), work.lock(shared=True):
+        with pytest.raises(WorkDirBusy):
+            work.lock().acquire()
+    with work.lock():
+        with pytest.raises(WorkDirBusy):
+            work.lock(shared=True).acquire()
 
 
 def test_lock_dies_with_its_process(tmp_path):
