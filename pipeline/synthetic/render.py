@@ -67,6 +67,14 @@ def _pixel_box(xa, ya, xb, yb, xc, yc, W, H):  # pragma: no cover - numba
     return x0, x1, y0, y1
 
 
+@njit(cache=True, inline="always")
+def _barycentric(x, y, xa, ya, xb, yb, xc, yc, inv):  # pragma: no cover - numba
+    """Screen-space barycentric weights of pixel centre (x, y); inv = 1 / the signed area."""
+    w0 = ((xb - x) * (yc - y) - (yb - y) * (xc - x)) * inv
+    w1 = ((xc - x) * (ya - y) - (yc - y) * (xa - x)) * inv
+    return w0, w1, 1.0 - w0 - w1
+
+
 @njit(cache=True, nogil=True)
 def _rasterize(uv, depth, faces, colors, image, zbuf, near):  # pragma: no cover - numba
     """Draw triangles into image (H, W, 3) uint8 with the depth buffer zbuf (H, W).
@@ -91,9 +99,7 @@ def _rasterize(uv, depth, faces, colors, image, zbuf, near):  # pragma: no cover
         inv = 1.0 / area
         for y in range(y0, y1 + 1):
             for x in range(x0, x1 + 1):
-                w0 = ((xb - x) * (yc - y) - (yb - y) * (xc - x)) * inv
-                w1 = ((xc - x) * (ya - y) - (yc - y) * (xa - x)) * inv
-                w2 = 1.0 - w0 - w1
+                w0, w1, w2 = _barycentric(x, y, xa, ya, xb, yb, xc, yc, inv)
                 if w0 < 0.0 or w1 < 0.0 or w2 < 0.0:
                     continue
                 d = w0 * za + w1 * zb + w2 * zc
@@ -123,9 +129,8 @@ def _rasterize_coverage(uv, depth, faces, mask, near):  # pragma: no cover - num
         inv = 1.0 / area
         for y in range(y0, y1 + 1):
             for x in range(x0, x1 + 1):
-                w0 = ((xb - x) * (yc - y) - (yb - y) * (xc - x)) * inv
-                w1 = ((xc - x) * (ya - y) - (yc - y) * (xa - x)) * inv
-                if w0 >= 0.0 and w1 >= 0.0 and 1.0 - w0 - w1 >= 0.0:
+                w0, w1, w2 = _barycentric(x, y, xa, ya, xb, yb, xc, yc, inv)
+                if w0 >= 0.0 and w1 >= 0.0 and w2 >= 0.0:
                     mask[y, x] = True
 
 
