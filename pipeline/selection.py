@@ -12,8 +12,8 @@ from pipeline.errors import SelectionError
 
 _SUBJECT = re.compile(r"^[sS]\d{1,2}$")
 H36M_SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
-"""Subjects with public poses, suggested for a misspelled id (the same list as
-pipeline.release.h36m.SUBJECTS_WITH_DATA, which sits above this module; a test keeps them equal)."""
+"""Subjects with public poses, suggested for a misspelled id (pipeline.release.h36m's
+SUBJECTS_WITH_DATA is this list: the release layer sits above this module)."""
 MAX_LISTED = 12
 """Known names listed in an error message, at most."""
 

@@ -27,9 +27,9 @@ from pipeline.release import quirks
 from pipeline.release.cameras import Camera
 from pipeline.release.masks import MASK_KINDS, MaskFile, mask_path, probe_mask_file
 from pipeline.release.metadata import Metadata, read_metadata
-from pipeline.selection import Selection
+from pipeline.selection import H36M_SUBJECTS, Selection
 
-SUBJECTS_WITH_DATA: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
+SUBJECTS_WITH_DATA: tuple[str, ...] = H36M_SUBJECTS
 """Subjects whose poses are public (the others are the withheld test set)."""
 CAMERA_IDS: tuple[str, ...] = ("54138969", "55011271", "58860488", "60457274")
 """Camera ids in index order (metadata.xml ``dbcameras/index2id``)."""

@@ -302,6 +302,7 @@ def check_part_consistent(config: SampleConfig, work: WorkDir) -> None:
     from pipeline.store import describe_changes
     from sampling.shards import INDEX_NAME
 
+    actions: dict = {}
     for part in ("train", "test"):
         path = part_dir(work, config, part) / INDEX_NAME
         try:
@@ -309,7 +310,7 @@ def check_part_consistent(config: SampleConfig, work: WorkDir) -> None:
         except (OSError, ValueError):
             continue
         kept = [e["name"] for e in index.get("shards", [])
-                if (g := _shard_group(e["name"])) is not None and not _selected_group(config, work, g)]
+                if (g := _shard_group(e["name"])) is not None and not _selected_group(config, work, g, actions)]
         if not kept:
             continue
         old = {**(index.get("config") or {}), "stride": index.get("stride")}
@@ -542,17 +543,20 @@ def _shard_group(name: str) -> tuple[str, str, str] | None:
     return parts[0], "-".join(parts[1:-2]), parts[-2]
 
 
-def _selected_group(config: SampleConfig, work: WorkDir, group) -> bool:
-    """True when the selection covers every frame of the shard's (subject, sequence, camera)."""
+def _selected_group(config: SampleConfig, work: WorkDir, group, actions: dict) -> bool:
+    """True when the selection covers every frame of the shard's (subject, sequence, camera).
+    ``actions``: the caller's cache of each (subject, sequence)'s action (one sequence.json
+    read per sequence, not per shard)."""
     sel = config.selection
     subject, sequence, camera = group
     if sel.frames != (0, None) or not sel.wants_subject(subject) or not sel.wants_camera(camera):
         return False
-    try:
-        action = read_sequence_info(work.sequence_json(subject, sequence)).action
-    except DataError:
-        action = sequence.rsplit("_", 1)[0]
-    return sel.wants_sequence(action or sequence, sequence)
+    if (subject, sequence) not in actions:
+        try:
+            actions[subject, sequence] = read_sequence_info(work.sequence_json(subject, sequence)).action
+        except DataError:
+            actions[subject, sequence] = sequence.rsplit("_", 1)[0]
+    return sel.wants_sequence(actions[subject, sequence] or sequence, sequence)
 
 
 def _planned_entries(work: WorkDir, units: list[Unit]) -> dict[str, dict]:
@@ -619,6 +623,7 @@ def finalize(config: SampleConfig, work: WorkDir, units: list[Unit]) -> None:
     from sampling.shards import SHARD_PATTERN, read_index_entries
 
     planned = {p for u in units for p in u.outputs}
+    actions: dict = {}
     written = _planned_entries(work, units)
     for part in ("train", "test"):
         folder = part_dir(work, config, part)
@@ -629,7 +634,7 @@ def finalize(config: SampleConfig, work: WorkDir, units: list[Unit]) -> None:
         for p in folder.iterdir():
             if SHARD_PATTERN.match(p.name) and p not in planned:
                 group = _shard_group(p.name)
-                if group is None or _selected_group(config, work, group):
+                if group is None or _selected_group(config, work, group, actions):
                     doomed.append(p)
         # a planned shard without a done-record (its unit failed) is not current: left out, rerun next time
         unfinished = {p.name for p in planned if p.parent == folder and p.name not in written}
