@@ -232,6 +232,10 @@ class MaskFile:
         """Inclusive 0-based ``x0, y0, x1, y1`` of a frame's mask (None when empty)."""
         return mask_box(self.read(frame))
 
+    def boxes(self, frames) -> list[np.ndarray | None]:
+        """``box`` of several frames with one open of the file."""
+        return [mask_box(m) for m in self.read_many(frames)]
+
 
 def open_mask_file(path: str | os.PathLike, kind: str) -> MaskFile:
     """Header check of a mask file → :class:`MaskFile`; DataError naming the file when it is

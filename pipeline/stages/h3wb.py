@@ -154,14 +154,17 @@ def sequence_rows(fit: FitSequence, selection: Selection, max_fit_error_mm: floa
     return _usable_rows(fit, in_range, max_fit_error_mm)
 
 
-def official_boxes(info, cameras, frame: int) -> tuple | None:
-    """Per camera the release's ground_truth_bb box of ``frame`` ((4,) int or None); None when
-    no camera has one."""
-    boxes = []
+def official_boxes(info, cameras, frames) -> list[tuple | None]:
+    """Per frame of ``frames``: per camera the release's ground_truth_bb box ((4,) int or None),
+    or None when no camera has one. Each camera's mask file is opened once for all frames."""
+    per_camera = []
     for camera in cameras:
         mask = info.mask("ground_truth_bb", camera.id)
-        boxes.append(mask.box(frame) if mask is not None and frame < mask.frames else None)
-    return tuple(boxes) if any(b is not None for b in boxes) else None
+        held = [f for f in frames if mask is not None and f < mask.frames]
+        boxes = dict(zip(held, mask.boxes(held), strict=True)) if held else {}
+        per_camera.append([boxes.get(f) for f in frames])
+    by_frame = [tuple(column) for column in zip(*per_camera, strict=True)] if per_camera else [()] * len(frames)
+    return [b if any(x is not None for x in b) else None for b in by_frame]
 
 
 def collect_poses(work, subjects, config: H3WBConfig, joints_fn: JointsFn,
@@ -203,11 +206,11 @@ def collect_poses(work, subjects, config: H3WBConfig, joints_fn: JointsFn,
                 continue
             keypoints = dict(zip(every.tolist(), cocowb_from_smplx(
                 _joints_of_rows(fit, every, joints_fn, config.batch_size, fit_path)), strict=True))
-            for row in rows:
-                frame = int(fit.frame_index[row])
-                boxes = official_boxes(info, cameras, frame) if config.bbox == "official" else None
+            frames = [int(fit.frame_index[row]) for row in rows]
+            boxes = official_boxes(info, cameras, frames) if config.bbox == "official" else [None] * len(frames)
+            for row, frame, box in zip(rows, frames, boxes, strict=True):
                 poses.append(Pose(subject, sequence, info.basename, frame, cameras,
-                                  keypoints[int(row)].astype(np.float64), boxes))
+                                  keypoints[int(row)].astype(np.float64), box))
             if sequence_poses is not None:
                 for row in sorted(every.tolist(), key=lambda r: fit.frame_index[r]):
                     sequence_poses.append(Pose(subject, sequence, info.basename, int(fit.frame_index[row]),
