@@ -30,6 +30,7 @@ joints are their mirror images (``mirrored``).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -37,6 +38,8 @@ import numpy as np
 import torch
 
 from fitting.joint_sets import SMPLX55
+from fitting.lbs_subset import right_jacobian, rodrigues
+from fitting.rotations import quat_of_rotvec, rotvec_of_quat
 
 BODY_JOINT_NAMES = SMPLX55.names[1:22]
 """smplx's ``body_pose`` joints in order (= ``smplx.joint_names.JOINT_NAMES[1:22]``)."""
@@ -178,9 +181,10 @@ def bone_axes(rest_joints: torch.Tensor) -> torch.Tensor:
     return d / torch.linalg.norm(d, dim=-1, keepdim=True)
 
 
+@functools.lru_cache(maxsize=16)
 def limit_arrays(dtype=torch.float64, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The table as tensors: ``ref (21, 3)`` unit model axes, ``lower (21, 3)`` and
-    ``upper (21, 3)`` radians of [u, v, twist] per body joint."""
+    ``upper (21, 3)`` radians of [u, v, twist] per body joint (cached: do not modify)."""
     axes = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0)}
     lims = [JOINT_LIMITS[n] for n in BODY_JOINT_NAMES]
     ref = torch.tensor([axes[lim.swing_ref] for lim in lims], dtype=dtype, device=device)
@@ -194,16 +198,6 @@ def limit_arrays(dtype=torch.float64, device=None) -> tuple[torch.Tensor, torch.
 # ----------------------------------------------------------------------------- geometry
 
 
-def _quat_of_rotvec(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(w (...,), v (..., 3)) unit quaternion of rotation vectors r (..., 3), smooth at 0."""
-    t2 = (r * r).sum(-1)
-    small = t2 < 1e-10
-    t = torch.sqrt(torch.where(small, torch.ones_like(t2), t2))
-    k = torch.where(small, 0.5 - t2 / 48.0, torch.sin(0.5 * t) / t)
-    w = torch.where(small, 1.0 - t2 / 8.0, torch.cos(0.5 * t))
-    return w, k[..., None] * r
-
-
 def swing_twist(rotvec: torch.Tensor, bone_axis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Split rotations as ``R(rotvec) = R(swing) @ R(twist * bone_axis)``.
 
@@ -215,7 +209,7 @@ def swing_twist(rotvec: torch.Tensor, bone_axis: torch.Tensor) -> tuple[torch.Te
         twist (...,) angle about bone_axis, radians in [-π, π].
     Smooth (finite forward-mode derivatives) except at swings of exactly π.
     """
-    w, v = _quat_of_rotvec(rotvec)
+    w, v = quat_of_rotvec(rotvec)
     sign = torch.where(w < 0, -1.0, 1.0).to(w.dtype)
     w, v = w * sign, v * sign[..., None]
     a = bone_axis.expand_as(v)
@@ -240,17 +234,9 @@ def _frames(bone_axes_: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, 
     return u, torch.cross(bone_axes_, u, dim=-1)
 
 
-def limit_excess(body_pose: torch.Tensor, bone_axes_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """How far each body joint is beyond its limits.
-
-    Args:
-        body_pose: (..., 21, 3) axis-angle of smplx's body joints (parent frame), radians.
-        bone_axes_: (21, 3) unit rest bone axes (``bone_axes``), model frame.
-    Returns:
-        swing excess (..., 21) and twist excess (..., 21), radians, 0 inside the limits:
-        the radial distance of the swing vector beyond its elliptical boundary and the twist
-        angle's distance beyond [min, max].
-    """
+def _hinges(body_pose: torch.Tensor, bone_axes_: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The swing/twist split of body_pose (..., 21, 3) against the limits, every part that
+    ``limit_excess`` and ``limit_residual_jacobian`` read (see there)."""
     ref, lo, hi = limit_arrays(body_pose.dtype, body_pose.device)
     axes = bone_axes_.to(body_pose.dtype)
     u, v = _frames(axes, ref)
@@ -263,9 +249,25 @@ def limit_excess(body_pose: torch.Tensor, bone_axes_: torch.Tensor) -> tuple[tor
     rho = torch.sqrt(torch.where(out, rho2, torch.ones_like(rho2)))
     mag2 = su * su + sv * sv
     mag = torch.sqrt(torch.where(out, mag2, torch.ones_like(mag2)))
-    swing_ex = torch.where(out, mag * (1.0 - 1.0 / rho), torch.zeros_like(mag))
-    twist_ex = torch.relu(twist - hi[:, 2]) + torch.relu(lo[:, 2] - twist)
-    return swing_ex, twist_ex
+    return dict(axes=axes, u=u, v=v, swing=swing, twist=twist, su=su, sv=sv, lu=lu, lv=lv, out=out, rho=rho,
+                mag=mag, swing_ex=torch.where(out, mag * (1.0 - 1.0 / rho), torch.zeros_like(mag)),
+                above=twist > hi[:, 2], below=twist < lo[:, 2],
+                twist_ex=torch.relu(twist - hi[:, 2]) + torch.relu(lo[:, 2] - twist))
+
+
+def limit_excess(body_pose: torch.Tensor, bone_axes_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """How far each body joint is beyond its limits.
+
+    Args:
+        body_pose: (..., 21, 3) axis-angle of smplx's body joints (parent frame), radians.
+        bone_axes_: (21, 3) unit rest bone axes (``bone_axes``), model frame.
+    Returns:
+        swing excess (..., 21) and twist excess (..., 21), radians, 0 inside the limits:
+        the radial distance of the swing vector beyond its elliptical boundary and the twist
+        angle's distance beyond [min, max].
+    """
+    h = _hinges(body_pose, bone_axes_)
+    return h["swing_ex"], h["twist_ex"]
 
 
 def limit_violation_deg(body_pose: torch.Tensor, bone_axes_: torch.Tensor) -> torch.Tensor:
@@ -293,6 +295,25 @@ def check_table() -> None:
                 raise ValueError(f"joint limit {name}: range {r} must hold 0 and lie in [-180, 180]")
 
 
+def _swing_twist_jacobian(rotvec: torch.Tensor, axes: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
+                          swing: torch.Tensor, twist: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) d [swing·u, swing·v, twist] / d rotvec, analytically.
+
+    With R(θ) = R(σ) R(τ a) and a body-frame increment ω = J_r(θ) dθ (right Jacobian):
+    R(θ) exp(ω) = R(σ) exp(R(τ a) ω) R(τ a), and to first order
+    R(τ a) ω = J_r(σ) dσ + dτ a with dσ = dsu u + dsv v (the swing stays perpendicular to a),
+    so [dsu, dsv, dτ] = [J_r(σ) u | J_r(σ) v | a]^-1 R(τ a) J_r(θ) dθ.
+
+    Args: rotvec (..., 3); axes, u, v (..., 3) unit bone axis and swing axes; swing (..., 3)
+    and twist (...,) from ``swing_twist``. Singular only at swings of π.
+    """
+    jr_swing = right_jacobian(swing)
+    m = torch.stack([(jr_swing @ u.expand_as(swing)[..., None])[..., 0],
+                     (jr_swing @ v.expand_as(swing)[..., None])[..., 0], axes.expand_as(swing)], -1)
+    r_twist = rodrigues(twist[..., None] * axes)
+    return torch.linalg.solve(m, r_twist @ right_jacobian(rotvec))
+
+
 def limit_residual_jacobian(body_pose: torch.Tensor, bone_axes_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Hinge residuals and their exact Jacobian, for the LM solver.
 
@@ -300,39 +321,31 @@ def limit_residual_jacobian(body_pose: torch.Tensor, bone_axes_: torch.Tensor) -
         body_pose: (B, 63) axis-angle of the 21 body joints, radians.
         bone_axes_: (21, 3) unit rest bone axes.
     Returns:
-        r (B, 42) as ``limit_residual``; J (B, 42, 63), d r / d body_pose (each joint's two
-        residuals depend on its own 3 components only, and each frame's on its own frame: the
-        gradients of the two residual sums give every nonzero entry in two backward passes;
-        forward mode, torch.func.jvp, took 80 % of a short sequence's fit through its python
-        reference decompositions).
+        r (B, 42) as ``limit_residual``; J (B, 42, 63), d r / d body_pose: each joint's two
+        residuals depend on its own 3 components only, through d [swing u, swing v, twist] /
+        d rotvec (``_swing_twist_jacobian``, closed form; autograd through the decomposition
+        cost a short sequence's fit 15 %, forward mode 80 %) and the hinges' own derivatives.
     """
-    r = limit_residual(body_pose, bone_axes_)
     b = body_pose.shape[0]
+    rv = body_pose.unflatten(-1, (21, 3))
+    h = _hinges(rv, bone_axes_)
+    r = torch.cat([h["swing_ex"], h["twist_ex"]], -1)
     jac = body_pose.new_zeros((b, 2, 21, 21, 3))
-    rows = torch.nonzero((r > 0).any(-1))[:, 0]  # frames with an active hinge (usually few)
-    if rows.numel():
-        rv = body_pose[rows].detach().unflatten(-1, (21, 3)).requires_grad_(True)
-        with torch.enable_grad():
-            swing_ex, twist_ex = limit_excess(rv, bone_axes_)
-            d_swing, = torch.autograd.grad(swing_ex.sum(), rv, retain_graph=True)
-            d_twist, = torch.autograd.grad(twist_ex.sum(), rv)
-        d = torch.stack([d_swing, d_twist], 1)  # (K, 2, 21, 3)
-        j = torch.arange(21, device=body_pose.device)
-        sub = jac[rows]
-        sub[:, :, j, j, :] = d
-        jac[rows] = sub
+    active = h["out"] | h["above"] | h["below"]  # (B, 21): joints with a nonzero hinge (usually few)
+    if bool(active.any()):
+        f, j = torch.nonzero(active, as_tuple=True)
+        d = _swing_twist_jacobian(rv[f, j], h["axes"][j], h["u"][j], h["v"][j], h["swing"][f, j],
+                                  h["twist"][f, j])  # (K, 3, 3)
+        # swing_ex = |s| (1 - 1/rho): d/ds = s/|s| (1 - 1/rho) + |s| s / (l^2 rho^3)
+        s_fj = torch.stack([h["su"][f, j], h["sv"][f, j]], -1)
+        m_fj, rho_fj = h["mag"][f, j, None], h["rho"][f, j, None]
+        l2 = torch.stack([h["lu"][f, j], h["lv"][f, j]], -1) ** 2
+        g_swing = s_fj / m_fj * (1.0 - 1.0 / rho_fj) + m_fj * s_fj / (l2 * rho_fj**3)
+        g_swing = torch.where(h["out"][f, j, None], g_swing, torch.zeros_like(g_swing))
+        g_twist = h["above"][f, j].to(rv.dtype) - h["below"][f, j].to(rv.dtype)
+        jac[f, 0, j, j] = (g_swing[:, None, :] @ d[:, :2])[:, 0]
+        jac[f, 1, j, j] = g_twist[:, None] * d[:, 2]
     return r, jac.flatten(-2).flatten(1, 2)
-
-
-def _rotvec_of_quat(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """(..., 3) rotation vectors (norm <= π) of unit quaternions (w (...,), v (..., 3))."""
-    sign = torch.where(w < 0, -1.0, 1.0).to(w.dtype)
-    w, v = w * sign, v * sign[..., None]
-    s2 = (v * v).sum(-1)
-    small = s2 < 1e-14
-    s = torch.sqrt(torch.where(small, torch.ones_like(s2), s2))
-    ratio = torch.where(small, 2.0 / w.clamp_min(1e-30), 2.0 * torch.atan2(s, w) / s)
-    return v * ratio[..., None]
 
 
 def project_to_limits(body_pose: torch.Tensor, bone_axes_: torch.Tensor, slack_rad: float = 0.0) -> torch.Tensor:
@@ -354,13 +367,13 @@ def project_to_limits(body_pose: torch.Tensor, bone_axes_: torch.Tensor, slack_r
     twist_c = torch.minimum(torch.maximum(twist, lo[:, 2]), hi[:, 2])
     out = swing_out | (twist_c != twist)
     swing = swing / torch.where(swing_out, rho, torch.ones_like(rho))[..., None]
-    ws, vs = _quat_of_rotvec(swing)
+    ws, vs = quat_of_rotvec(swing)
     wt, st = torch.cos(0.5 * twist_c), torch.sin(0.5 * twist_c)
     vt = st[..., None] * axes
     # q = q_swing * q_twist
     w = ws * wt - (vs * vt).sum(-1)
     vec = ws[..., None] * vt + wt[..., None] * vs + torch.cross(vs, vt, dim=-1)
-    return torch.where(out[..., None], _rotvec_of_quat(w, vec), body_pose)
+    return torch.where(out[..., None], rotvec_of_quat(w, vec), body_pose)
 
 
 def range_normalised_axes(bone_axes_: torch.Tensor) -> torch.Tensor:

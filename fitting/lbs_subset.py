@@ -13,6 +13,7 @@ All functions broadcast over leading dims and work unbatched, so they compose wi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -232,9 +233,8 @@ def skew(v: torch.Tensor) -> torch.Tensor:
     return torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).unflatten(-1, (3, 3))
 
 
-def ancestor_masks(sk: SubsetSkinner, n_free: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(strict (55, n_free), inclusive (55, n_free)) masks: is joint j an ancestor of joint k."""
-    parents = sk.parents.tolist()
+@functools.lru_cache(maxsize=16)
+def _ancestor_masks_np(parents: tuple[int, ...], n_free: int) -> tuple[np.ndarray, np.ndarray]:
     strict = np.zeros((len(parents), n_free))
     for k in range(len(parents)):
         a = parents[k]
@@ -244,6 +244,12 @@ def ancestor_masks(sk: SubsetSkinner, n_free: int) -> tuple[torch.Tensor, torch.
             a = parents[a]
     incl = strict.copy()
     incl[np.arange(n_free), np.arange(n_free)] = 1.0
+    return strict, incl
+
+
+def ancestor_masks(sk: SubsetSkinner, n_free: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(strict (55, n_free), inclusive (55, n_free)) masks: is joint j an ancestor of joint k."""
+    strict, incl = _ancestor_masks_np(tuple(sk.parents.tolist()), n_free)
     kw = dict(dtype=sk.dtype, device=sk.device)
     return torch.as_tensor(strict, **kw), torch.as_tensor(incl, **kw)
 

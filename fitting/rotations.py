@@ -25,6 +25,39 @@ def principal_rotvec(r: torch.Tensor) -> torch.Tensor:
     return r * scale
 
 
+def quat_of_rotvec(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(w (...,), v (..., 3)) unit quaternion of rotation vectors r (..., 3), smooth at 0."""
+    t2 = (r * r).sum(-1)
+    small = t2 < 1e-10
+    t = torch.sqrt(torch.where(small, torch.ones_like(t2), t2))
+    k = torch.where(small, 0.5 - t2 / 48.0, torch.sin(0.5 * t) / t)
+    w = torch.where(small, 1.0 - t2 / 8.0, torch.cos(0.5 * t))
+    return w, k[..., None] * r
+
+
+def rotvec_of_quat(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """(..., 3) rotation vectors (norm <= π) of unit quaternions (w (...,), v (..., 3))."""
+    sign = torch.where(w < 0, -1.0, 1.0).to(w.dtype)
+    w, v = w * sign, v * sign[..., None]
+    s2 = (v * v).sum(-1)
+    small = s2 < 1e-14
+    s = torch.sqrt(torch.where(small, torch.ones_like(s2), s2))
+    ratio = torch.where(small, 2.0 / w.clamp_min(1e-30), 2.0 * torch.atan2(s, w) / s)
+    return v * ratio[..., None]
+
+
+def interpolate_rotvec(r0: torch.Tensor, r1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """(..., 3) rotations a fraction t (...,) of the way from r0 to r1 (..., 3), along the
+    shorter arc (normalised quaternion interpolation: the geodesic's path at a slightly
+    uneven speed, exact at t = 0, 1/2 and 1); norm <= π."""
+    w0, v0 = quat_of_rotvec(r0)
+    w1, v1 = quat_of_rotvec(r1)
+    sign = torch.where(w0 * w1 + (v0 * v1).sum(-1) < 0, -1.0, 1.0).to(w0.dtype)
+    w = (1 - t) * w0 + t * sign * w1
+    v = (1 - t)[..., None] * v0 + (t * sign)[..., None] * v1
+    n = torch.sqrt(w * w + (v * v).sum(-1)).clamp_min(1e-30)
+    return rotvec_of_quat(w / n, v / n[..., None])
+
 
 def matrix_to_rotvec(r: torch.Tensor) -> torch.Tensor:
     """(..., 3) axis-angle of rotation matrices (..., 3, 3), robust up to angle pi."""

@@ -73,7 +73,7 @@ from fitting.lbs_subset import (
 from fitting.lm import LMResult, lm_batched
 from fitting.losses import gmof_energy, neighbour_mean, per_joint_error_mm
 from fitting.priors import GMMPrior
-from fitting.rotations import kabsch, matrix_to_rotvec, principal_rotvec
+from fitting.rotations import interpolate_rotvec, kabsch, matrix_to_rotvec, principal_rotvec
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,11 @@ class FitConfig:
     their neighbour, all chunks in one batch per step."""
     keyframe_iters: int = 40
     """LM iterations on keyframes from the rigid start."""
+    bridge_iters: int = 5
+    """LM iterations of the frames between keyframes, all in one batch, each started from
+    its keyframes' poses interpolated."""
     sweep_iters: int = 5
-    """LM iterations per frame in a warm-started sweep."""
+    """LM iterations per frame in a warm-started sweep (frames still stuck after the bridge)."""
     frame_iters: int = 4
     """LM iterations of the final all-frames pass with smoothness (split over rounds)."""
     temporal_rounds: int = 2
@@ -517,6 +520,26 @@ class Fitter:
             self._restart_from(p, err, frames, frames - 1 if forward else frames + 1, target, betas)
         return p, err
 
+    def _bridge(self, p, err, target, betas, keys):
+        """Fit every frame between keyframes in one batch, each started from its two
+        keyframes' poses interpolated (rotations along the shorter arc, transl linearly);
+        its pose in ``p`` (T, 69) and MPJPE in ``err`` (T,) mm are set."""
+        is_key = torch.zeros(p.shape[0], dtype=torch.bool, device=p.device)
+        is_key[keys] = True
+        frames = torch.nonzero(~is_key)[:, 0]
+        if frames.numel() == 0:
+            return p, err
+        nxt = torch.searchsorted(keys, frames)
+        lo, hi = keys[nxt - 1], keys[nxt]
+        w = ((frames - lo) / (hi - lo)).to(p.dtype)[:, None]
+        rot = interpolate_rotvec(p[lo, :66].unflatten(-1, (22, 3)), p[hi, :66].unflatten(-1, (22, 3)),
+                                 w.expand(-1, 22))
+        start = torch.cat([rot.flatten(1), torch.lerp(p[lo, 66:], p[hi, 66:], w)], 1)
+        res = self.solve_frames(start, target[frames], betas, self.config.bridge_iters, robust_from=0.0)
+        p[frames] = res.params
+        err[frames] = self.frame_errors_mm(res.params, target[frames], betas).mean(-1)
+        return p, err
+
     def _restart_from(self, p, err, frames, donors, target, betas) -> None:
         """Fit ``frames`` (K,) starting from the poses of ``donors`` (K,); where that beats a
         frame's MPJPE ``err`` (T,) mm, its pose in ``p`` (T, 69) and its error are replaced."""
@@ -601,7 +624,9 @@ class Fitter:
         err = torch.full((t,), float("inf"), dtype=self.dtype, device=self.device)
         err[keys] = self.frame_errors_mm(p[keys], target[keys], betas).mean(-1)
         self._log("keyframes", err[keys])
-        p, err = self._sweep(p, err, target, betas, keys, forward=True, only_stuck=False)
+        p, err = self._bridge(p, err, target, betas, keys)
+        self._log("bridge", err)
+        p, err = self._sweep(p, err, target, betas, keys, forward=True, only_stuck=True)
         self._log("forward", err)
         p, err = self._sweep(p, err, target, betas, keys, forward=False, only_stuck=True)
         self._log("backward", err)
