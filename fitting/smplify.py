@@ -139,7 +139,7 @@ class FitConfig:
     keyframe_step: int = 16
     """Keyframe spacing: frames between keyframes are fitted in sweeps warm-started from
     their neighbour, all chunks in one batch per step."""
-    keyframe_iters: int = 40
+    keyframe_iters: int = 24
     """LM iterations on keyframes from the rigid start."""
     bridge_iters: int = 5
     """LM iterations of the frames between keyframes, all in one batch, each started from
@@ -152,6 +152,12 @@ class FitConfig:
     """Rounds over which the smoothness neighbours are refreshed."""
     shape_frames: int = 96
     """Frames drawn from all of a subject's sequences for the shape fit."""
+    shape_start_iters: int = 120
+    """LM iterations of the shape frames' poses from the rigid start (no warm start there,
+    and a shared shape must not absorb poses that have not converged)."""
+    shape_pose_iters: int = 20
+    """LM iterations of the shape frames' poses alone after each joint round, and of each
+    skeleton-offset round."""
     shape_iters: int = 25
     """Joint (betas + poses) LM iterations per round of the shape fit."""
     shape_rounds: int = 2
@@ -339,16 +345,19 @@ class Fitter:
         body = project_to_limits(new_rot[:, 1:], self.bone_axes, slack_rad)
         return torch.cat([new_rot[:, 0], body.flatten(1), p[:, 66:] + step[:, 66:]], 1)
 
-    def residuals(self, p, target, joints_rest, verts_rest, nbr, w_time, sigma, jacobian: bool):
+    def residuals(self, p, target, joints_rest, verts_rest, nbr, w_time, sigma, jacobian: bool, hinges: bool = True):
         """Stacked residuals of frames, optionally with their exact Jacobian.
 
         Args:
             p: (B, 69) [global_orient, body_pose, transl]; target: (B, M, 3) metres;
             joints_rest (55, 3), verts_rest (K, 3): the subject's rest shape;
             nbr: (B, 69) neighbour means for smoothness; w_time: (B,) its weight;
-            sigma: Geman–McClure scale, metres.
+            sigma: Geman–McClure scale, metres;
+            hinges: with the joint-limit hinges; without them where every trial is projected
+                into the limits (``retract`` with no slack), so that they are zero anyway.
         Returns:
-            r (B, R) and J (B, R, 69) (None unless jacobian), R = 3M + 63 + 42 + 66.
+            r (B, R) and J (B, R, 69) (None unless jacobian), R = 3M + 63 + 42 + 66
+            (42 fewer without hinges).
         """
         full_pose, transl = self._full_pose(p), p[:, 66:69]
         if jacobian:
@@ -365,10 +374,12 @@ class Fitter:
         body = p[:, 3:66]
         prior = self._prior_residual(body)
         w_lim = math.sqrt(self.config.angle_limit_weight)
-        if jacobian:
+        if not hinges:
+            limits, j_lim_body = body[:, :0], None
+        elif jacobian:
             limits, j_lim_body = limit_residual_jacobian(body, self.bone_axes)
         else:
-            limits = limit_residual(body, self.bone_axes)
+            limits, j_lim_body = limit_residual(body, self.bone_axes), None
         limits = w_lim * limits
         sq_wt = torch.sqrt(w_time)[:, None]
         smooth = sq_wt * self._smooth_vector(p - nbr)
@@ -393,7 +404,8 @@ class Fitter:
         else:
             j_prior[:, :, 3:66] = self.prior_map
         j_lim = p.new_zeros((b, limits.shape[1], n_p))
-        j_lim[:, :, 3:66] = w_lim * j_lim_body
+        if j_lim_body is not None:
+            j_lim[:, :, 3:66] = w_lim * j_lim_body
         j_smooth = p.new_zeros((b, 66, n_p))
         diag_s = torch.cat([torch.ones(63, dtype=p.dtype, device=p.device),
                             torch.full((3,), 1 / DATA_UNIT_M, dtype=p.dtype, device=p.device)])
@@ -446,12 +458,14 @@ class Fitter:
                 if n <= 0:
                     continue
 
-                def fn(x, jacobian, sl=sl, sigma=sigma):
-                    return self.residuals(x, target[sl], jr, vr, nbr[sl], wt[sl], sigma, jacobian)
-
                 # the wide phase may cross the limits by limit_slack_deg (a hard wall there
                 # leaves frames stuck on it in poorer minima); the hinge still pulls back
                 slack = math.radians(self.config.limit_slack_deg) if sigma != self.config.data_sigma_m else 0.0
+                if not slack:  # LM keeps a start whose every step is rejected: start within the limits
+                    p = self.retract(p, torch.zeros_like(p), slack_rad=0.0)
+
+                def fn(x, jacobian, sl=sl, sigma=sigma, hinges=bool(slack)):
+                    return self.residuals(x, target[sl], jr, vr, nbr[sl], wt[sl], sigma, jacobian, hinges)
 
                 def retract(x, step, slack=slack):
                     return self.retract(x, step, slack_rad=slack)
@@ -686,11 +700,11 @@ class Fitter:
         # These frames have no warm start and a shared shape must not absorb poses that have
         # not converged: more iterations than keyframes get, and two rounds of
         # (poses alone with a global damping each, then betas + poses jointly).
-        p = self.fit_keyframes(target, betas, 3 * c.keyframe_iters)
+        p = self.fit_keyframes(target, betas, c.shape_start_iters)
         for _ in range(c.shape_rounds):
             p, betas = self._joint_shape_lm(p, betas, target, c.shape_iters,
                                             self._shape_prior_weight(p, target, betas))
-            p = self.solve_frames(p, target, betas, c.keyframe_iters // 2, robust_from=0.0).params
+            p = self.solve_frames(p, target, betas, c.shape_pose_iters, robust_from=0.0).params
         offsets = target.new_zeros((target.shape[1], 3))
         for k in range(c.skeleton_rounds):
             p, offsets = self._fit_offsets(p, target, betas)
@@ -718,7 +732,7 @@ class Fitter:
             resid = target - self._predict(p, jr, vr)
             offsets = torch.einsum("bmji,bmj->bmi", frames, resid).mean(0)
             p = self.solve_frames(p, self._without_offsets(target, p, jr, offsets), betas,
-                                  self.config.keyframe_iters // 2, robust_from=0.0).params
+                                  self.config.shape_pose_iters, robust_from=0.0).params
         return p, offsets
 
     def rigid_pairs(self, betas: torch.Tensor | None = None, poses: int = 16, tol_m: float = 5e-4) -> torch.Tensor:
@@ -816,7 +830,7 @@ class Fitter:
 
         def res(pp, b, jacobian):
             jr, vr = rest_joints(sk, b), rest_vertices(sk, b)
-            return self.residuals(pp, target, jr, vr, pp, zero_w, sigma, jacobian)
+            return self.residuals(pp, target, jr, vr, pp, zero_w, sigma, jacobian, hinges=False)  # steps projected
 
         def jac_fn(pp, b):
             r, jp, cost = res(pp, b, True)

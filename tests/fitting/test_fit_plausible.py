@@ -11,7 +11,7 @@ from fitting.joint_limits import BODY_JOINT_NAMES, bone_axes, limit_violation_de
 from fitting.rotations import principal_rotvec
 from fitting.smplify import FitConfig, Fitter
 
-SMALL = FitConfig(device="cpu", shape_frames=12, keyframe_iters=30, shape_iters=10)
+SMALL = FitConfig(device="cpu", shape_frames=12, keyframe_iters=30, shape_start_iters=90, shape_pose_iters=15, shape_iters=10)
 
 
 def _model(model_cache, dtype=torch.float32, batch_size=1):
