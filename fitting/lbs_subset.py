@@ -65,8 +65,8 @@ class SubsetSkinner:
     vertex_ids: torch.Tensor
     """(K,) int64 indices of the subset vertices in the full mesh."""
     levels: tuple[tuple[torch.Tensor, torch.Tensor], ...]
-    """Per tree depth: (joint indices at that depth, their parents' positions in the
-    depth-ordered concatenation of earlier levels)."""
+    """Per tree depth: (joint indices at that depth, their parents' positions within the
+    previous depth's joints)."""
     order_inverse: torch.Tensor
     """(55,) position of each joint in the depth-ordered concatenation."""
     parents: torch.Tensor
@@ -93,7 +93,8 @@ def _depth_levels(parents: np.ndarray, device) -> tuple[tuple, torch.Tensor]:
     levels = []
     for d in range(depth.max() + 1):
         idx = np.flatnonzero(depth == d)
-        par_pos = [order.index(parents[j]) for j in idx] if d > 0 else []
+        prev = levels[-1][0].tolist() if d > 0 else []
+        par_pos = [prev.index(parents[j]) for j in idx] if d > 0 else []
         levels.append((torch.as_tensor(idx, device=device), torch.as_tensor(par_pos, dtype=torch.long, device=device)))
         order.extend(idx.tolist())
     inverse = np.argsort(np.asarray(order))
@@ -161,19 +162,17 @@ def world_transforms(sk: SubsetSkinner, rot: torch.Tensor, joints_rest: torch.Te
     parents = sk.parents.clamp_min(0)
     rel = joints_rest - joints_rest[..., parents, :] * (sk.parents >= 0)[:, None].to(joints_rest.dtype)
     rel = rel.expand(*rot.shape[:-3], *rel.shape[-2:])
-    r_done, t_done = None, None
+    # homogeneous local transforms [R | rel]: one matmul per tree depth composes both parts
+    local = torch.cat([rot, rel[..., None]], -1)  # (..., 55, 3, 4)
+    bottom = torch.zeros_like(local[..., :1, :])
+    bottom[..., 3] = 1.0
+    local = torch.cat([local, bottom], -2)  # (..., 55, 4, 4)
+    done = []
     for d, (idx, par_pos) in enumerate(sk.levels):
-        r_loc = rot[..., idx, :, :]
-        if d == 0:
-            r_new, t_new = r_loc, rel[..., idx, :]
-            r_done, t_done = r_new, t_new
-            continue
-        r_par = r_done[..., par_pos, :, :]
-        r_new = r_par @ r_loc
-        t_new = t_done[..., par_pos, :] + (r_par @ rel[..., idx, :, None])[..., 0]
-        r_done = torch.cat([r_done, r_new], -3)
-        t_done = torch.cat([t_done, t_new], -2)
-    return r_done[..., sk.order_inverse, :, :], t_done[..., sk.order_inverse, :]
+        loc = local[..., idx, :, :]
+        done.append(loc if d == 0 else done[-1][..., par_pos, :, :] @ loc)
+    world = torch.cat(done, -3)[..., sk.order_inverse, :, :]
+    return world[..., :3, :3], world[..., :3, 3]
 
 
 def pose_subset(

@@ -141,7 +141,7 @@ class FitConfig:
     their neighbour, all chunks in one batch per step."""
     keyframe_iters: int = 24
     """LM iterations on keyframes from the rigid start."""
-    bridge_iters: int = 5
+    bridge_iters: int = 10
     """LM iterations of the frames between keyframes, all in one batch, each started from
     its keyframes' poses interpolated."""
     sweep_iters: int = 5
@@ -307,9 +307,15 @@ class Fitter:
         self.gmm = gmm.to(self.dtype, self.device) if gmm is not None else None
         self.chunk = config.chunk_frames or (4096 if self.device.type == "cuda" else 512)
         self.bone_axes = bone_axes(self.skinner.j_template)
-        """(21, 3) rest bone axes of the model's mean shape (the frame of the joint limits)."""
+        """(21, 3) rest bone axes of the model's mean shape (the frame of the pose prior; the
+        joint limits use each subject's own, ``bone_axes(rest_joints(skinner, betas))``)."""
         self.prior_map = math.sqrt(config.pose_prior_weight) * range_normalised_axes(self.bone_axes)
         """(63, 63) the pose prior's residual map: prior residual = prior_map @ body_pose."""
+        self.prior_jacobian = torch.nn.functional.pad(self.prior_map, (3, 3))
+        """(63, 69) d prior residual / d params of the L2 prior (constant)."""
+        self.smooth_jacobian = torch.diag_embed(self._smooth_vector(torch.ones(NUM_POSE_PARAMS, **kw)))
+        self.smooth_jacobian = torch.cat([self.smooth_jacobian.new_zeros((66, 3)), self.smooth_jacobian], 1)
+        """(66, 69) d smoothness residual / d params at unit weight (constant)."""
         floor = torch.full((NUM_POSE_PARAMS,), config.rotation_damping_floor, **kw)
         floor[66:] = 1e-6
         self.damping_floor = floor
@@ -331,18 +337,19 @@ class Fitter:
             return math.sqrt(self.config.gmm_prior_weight) * self.gmm.residual(body_pose)
         return body_pose @ self.prior_map.T
 
-    def retract(self, p: torch.Tensor, step: torch.Tensor, cap: bool = True, slack_rad: float = 0.0) -> torch.Tensor:
+    def retract(self, p: torch.Tensor, step: torch.Tensor, axes: torch.Tensor, cap: bool = True,
+                slack_rad: float = 0.0) -> torch.Tensor:
         """Trial parameters (B, 69) of an LM step (B, 69) from p: each joint's rotation step
         limited to ``max_rotation_step_rad`` (unless not ``cap``), the rotation vectors
         re-expressed with norm <= π, the body joints projected into their limits (widened by
-        slack_rad)."""
+        slack_rad) about the subject's bone axes (21, 3)."""
         rot = step[:, :66].unflatten(-1, (22, 3))
         if cap:
             norm = torch.linalg.norm(rot, dim=-1, keepdim=True)
             m = self.config.max_rotation_step_rad
             rot = rot * torch.where(norm > m, m / norm.clamp_min(1e-30), torch.ones_like(norm))
         new_rot = principal_rotvec(p[:, :66].unflatten(-1, (22, 3)) + rot)
-        body = project_to_limits(new_rot[:, 1:], self.bone_axes, slack_rad)
+        body = project_to_limits(new_rot[:, 1:], axes, slack_rad)
         return torch.cat([new_rot[:, 0], body.flatten(1), p[:, 66:] + step[:, 66:]], 1)
 
     def residuals(self, p, target, joints_rest, verts_rest, nbr, w_time, sigma, jacobian: bool, hinges: bool = True):
@@ -377,9 +384,9 @@ class Fitter:
         if not hinges:
             limits, j_lim_body = body[:, :0], None
         elif jacobian:
-            limits, j_lim_body = limit_residual_jacobian(body, self.bone_axes)
+            limits, j_lim_body = limit_residual_jacobian(body, bone_axes(joints_rest))
         else:
-            limits, j_lim_body = limit_residual(body, self.bone_axes), None
+            limits, j_lim_body = limit_residual(body, bone_axes(joints_rest)), None
         limits = w_lim * limits
         sq_wt = torch.sqrt(w_time)[:, None]
         smooth = sq_wt * self._smooth_vector(p - nbr)
@@ -397,19 +404,11 @@ class Fitter:
         eye3 = torch.eye(3, dtype=p.dtype, device=p.device)
         d_pred = torch.cat([d_pred, row_sum[None, :, None, None] * eye3.expand(b, m, 3, 3)], -1)  # (B, M, 3, 69)
         j_data = (irls[..., None] * d_pred / DATA_UNIT_M).flatten(1, 2)  # (B, 3M, 69)
-        n_p = p.shape[1]
-        j_prior = p.new_zeros((b, prior.shape[1], n_p))
-        if self.gmm is not None:
-            j_prior[:, :, 3:66] = math.sqrt(self.config.gmm_prior_weight) * self.gmm.jacobian(body)
-        else:
-            j_prior[:, :, 3:66] = self.prior_map
-        j_lim = p.new_zeros((b, limits.shape[1], n_p))
-        if j_lim_body is not None:
-            j_lim[:, :, 3:66] = w_lim * j_lim_body
-        j_smooth = p.new_zeros((b, 66, n_p))
-        diag_s = torch.cat([torch.ones(63, dtype=p.dtype, device=p.device),
-                            torch.full((3,), 1 / DATA_UNIT_M, dtype=p.dtype, device=p.device)])
-        j_smooth[:, torch.arange(66), torch.arange(3, 69)] = sq_wt * diag_s
+        pad = lambda j_body: torch.nn.functional.pad(j_body, (3, 3))  # noqa: E731  (.., 63) -> (.., 69)
+        j_prior = (pad(math.sqrt(self.config.gmm_prior_weight) * self.gmm.jacobian(body)) if self.gmm is not None
+                   else self.prior_jacobian.expand(b, -1, -1))
+        j_lim = pad(w_lim * j_lim_body) if j_lim_body is not None else p.new_zeros((b, 0, p.shape[1]))
+        j_smooth = sq_wt[..., None] * self.smooth_jacobian
         return r, torch.cat([j_data, j_prior, j_lim, j_smooth], 1), cost
 
     @staticmethod
@@ -446,6 +445,7 @@ class Fitter:
         """
         jr = rest_joints(self.skinner, betas)
         vr = rest_vertices(self.skinner, betas)
+        axes = bone_axes(jr)
         nbr = p0 if nbr is None else nbr
         wt = torch.full((p0.shape[0],), float(w_time), dtype=self.dtype, device=self.device)
         out_p, out_c, out_conv = [], [], []
@@ -462,13 +462,13 @@ class Fitter:
                 # leaves frames stuck on it in poorer minima); the hinge still pulls back
                 slack = math.radians(self.config.limit_slack_deg) if sigma != self.config.data_sigma_m else 0.0
                 if not slack:  # LM keeps a start whose every step is rejected: start within the limits
-                    p = self.retract(p, torch.zeros_like(p), slack_rad=0.0)
+                    p = self.retract(p, torch.zeros_like(p), axes, slack_rad=0.0)
 
                 def fn(x, jacobian, sl=sl, sigma=sigma, hinges=bool(slack)):
                     return self.residuals(x, target[sl], jr, vr, nbr[sl], wt[sl], sigma, jacobian, hinges)
 
                 def retract(x, step, slack=slack):
-                    return self.retract(x, step, slack_rad=slack)
+                    return self.retract(x, step, axes, slack_rad=slack)
 
                 res = lm_batched(fn, p, n, self.config.tol, damping_floor=self.damping_floor, retract=retract)
                 p = res.params
@@ -638,9 +638,11 @@ class Fitter:
         err = torch.full((t,), float("inf"), dtype=self.dtype, device=self.device)
         err[keys] = self.frame_errors_mm(p[keys], target[keys], betas).mean(-1)
         self._log("keyframes", err[keys])
-        p, err = self._bridge(p, err, target, betas, keys)
-        self._log("bridge", err)
-        p, err = self._sweep(p, err, target, betas, keys, forward=True, only_stuck=True)
+        bridged = c.bridge_iters > 0
+        if bridged:
+            p, err = self._bridge(p, err, target, betas, keys)
+            self._log("bridge", err)
+        p, err = self._sweep(p, err, target, betas, keys, forward=True, only_stuck=bridged)
         self._log("forward", err)
         p, err = self._sweep(p, err, target, betas, keys, forward=False, only_stuck=True)
         self._log("backward", err)
@@ -661,7 +663,7 @@ class Fitter:
         jr, vr = rest_joints(self.skinner, betas), rest_vertices(self.skinner, betas)
         pred = self._predict(p, jr, vr)
         prior = self._prior_residual(p[:, 3:66])
-        limits = math.sqrt(c.angle_limit_weight) * limit_residual(p[:, 3:66], self.bone_axes)
+        limits = math.sqrt(c.angle_limit_weight) * limit_residual(p[:, 3:66], bone_axes(jr))
         smooth = self._smooth_vector(p - neighbour_mean(p))
         energies = {
             "energy_data": gmof_energy(pred - target, c.data_sigma_m).sum(-1) / DATA_UNIT_M**2,
@@ -870,8 +872,8 @@ class Fitter:
             rhs = -gb.double() + (apb.double().transpose(-1, -2) @ inv_gp[..., None])[..., 0].sum(0)
             db = torch.linalg.solve(s, rhs)
             dp = -inv_gp - (inv_apb @ db)
-            p_new = self.retract(p, dp.to(p.dtype), cap=False)
             b_new = (betas + db.to(p.dtype)).clamp(-c.beta_bound, c.beta_bound)
+            p_new = self.retract(p, dp.to(p.dtype), bone_axes(rest_joints(sk, b_new)), cap=False)
             cost_new = total(val_fn(p_new, b_new), b_new)
             if torch.isfinite(cost_new) and cost_new < cost:
                 rel = float((cost - cost_new) / cost)
