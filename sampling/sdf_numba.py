@@ -645,16 +645,44 @@ def _query_tasks(task_lo, task_hi, points, tri, degenerate, sphere, box_min, box
                 n_recent += 1
 
 
+@njit(cache=True, inline="always")
+def _spread_bits(x):
+    """The 10 low bits of x moved to every third bit (bit k -> bit 3k)."""
+    x = (x | (x << 16)) & 0x030000FF
+    x = (x | (x << 8)) & 0x0300F00F
+    x = (x | (x << 4)) & 0x030C30C3
+    return (x | (x << 2)) & 0x09249249
+
+
+@njit(cache=True)
+def _morton_keys(points):
+    """(N,) uint64 sort keys: the point's 30-bit Morton code (10 bits per axis over the
+    points' bounding cube) above its index (34 bits), so that an unstable sort of the keys
+    orders the points as a stable sort of the codes would."""
+    n = points.shape[0]
+    lo = np.empty(3)
+    hi = np.empty(3)
+    for c in range(3):
+        lo[c], hi[c] = points[0, c], points[0, c]
+    for i in range(1, n):
+        for c in range(3):
+            lo[c] = min(lo[c], points[i, c])
+            hi[c] = max(hi[c], points[i, c])
+    scale = 1023.0 / max(max(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]), 1e-300)
+    keys = np.empty(n, np.uint64)
+    for i in range(n):
+        qx = np.int64((points[i, 0] - lo[0]) * scale)
+        qy = np.int64((points[i, 1] - lo[1]) * scale)
+        qz = np.int64((points[i, 2] - lo[2]) * scale)
+        code = _spread_bits(qx) | (_spread_bits(qy) << 1) | (_spread_bits(qz) << 2)
+        keys[i] = (np.uint64(code) << np.uint64(34)) | np.uint64(i)
+    return keys
+
+
 def spatial_order(points: np.ndarray) -> np.ndarray:
-    """(N,) permutation sorting (N, 3) points along a Morton (Z-order) curve, 10 bits per axis."""
-    lo = points.min(0)
-    span = max(float((points.max(0) - lo).max()), 1e-300)
-    q = ((points - lo) * (1023.0 / span)).astype(np.uint64)
-
-    def spread(x):
-        for shift, mask in ((16, 0x030000FF), (8, 0x0300F00F), (4, 0x030C30C3), (2, 0x09249249)):
-            x = (x | (x << np.uint64(shift))) & np.uint64(mask)
-        return x
-
-    code = spread(q[:, 0]) | (spread(q[:, 1]) << np.uint64(1)) | (spread(q[:, 2]) << np.uint64(2))
-    return np.argsort(code, kind="stable")
+    """(N,) permutation sorting (N, 3) points along a Morton (Z-order) curve, 10 bits per axis
+    (ties in point order). N < 2^34."""
+    if points.shape[0] == 0:
+        return np.zeros(0, np.int64)
+    keys = np.sort(_morton_keys(np.ascontiguousarray(points, dtype=np.float64)))
+    return (keys & np.uint64((1 << 34) - 1)).astype(np.int64)

@@ -184,3 +184,24 @@ def test_far_points_facing_a_smooth_patch_are_exact():
     points = directions * rng.uniform(0.2, 1.5, (250, 1))
     d = CpuSdf.build(vertices, faces).signed_distance(points)
     np.testing.assert_allclose(d, sdf.signed_distance(points, vertices, faces, backend="brute"), rtol=0, atol=1e-12)
+
+
+def _morton_reference(points: np.ndarray) -> np.ndarray:
+    """Z-order by interleaving the bits of 10-bit cell coordinates one bit at a time (python ints)."""
+    lo = points.min(0)
+    q = ((points - lo) * (1023.0 / max(float((points.max(0) - lo).max()), 1e-300))).astype(np.int64)
+    codes = [sum(((int(c) >> k) & 1) << (3 * k + axis) for k in range(10) for axis, c in enumerate(row)) for row in q]
+    return np.argsort(np.array(codes), kind="stable")
+
+
+@pytest.mark.parametrize("case", ["random", "ties", "single", "flat"])
+def test_spatial_order_is_the_stable_morton_order(case):
+    rng = np.random.default_rng(4)
+    points = {"random": rng.normal(size=(3000, 3)) * 7.0 - 2.0,
+              "ties": np.round(rng.uniform(size=(500, 3)) * 6) / 6,  # many points share a cell
+              "single": rng.normal(size=(1, 3)),
+              "flat": np.c_[rng.uniform(size=(200, 2)), np.zeros(200)]}[case]
+    order = sdf_numba.spatial_order(points)
+    assert order.dtype == np.int64 and sorted(order.tolist()) == list(range(len(points)))
+    np.testing.assert_array_equal(order, _morton_reference(points))
+    assert sdf_numba.spatial_order(np.zeros((0, 3))).shape == (0,)
