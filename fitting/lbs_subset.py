@@ -277,7 +277,8 @@ def pose_subset_with_jacobian(
     rot = rodrigues(pose)
     r_world, joints = world_transforms(sk, rot, joints_rest)
     x = joints + transl[..., None, :]
-    omega = r_world[:, :n_free] @ right_jacobian(pose[:, :n_free])  # (B, n_free, 3, 3)
+    jr_free = right_jacobian(pose[:, :n_free])  # (B, n_free, 3, 3)
+    omega = r_world[:, :n_free] @ jr_free
     axes = omega.transpose(-1, -2)  # (B, n_free, 3 i, 3 c): axis of parameter i
     strict, incl = ancestor_masks(sk, n_free)
     lever = (x[:, :, None, :] - x[:, None, :n_free, :]) * strict[None, :, :, None]  # (B, 55, n_free, 3)
@@ -297,8 +298,7 @@ def pose_subset_with_jacobian(
     dv = torch.linalg.cross(axes[:, None], lever_v[:, :, :, None, :].expand(-1, -1, -1, 3, -1))
     dv = dv.permute(0, 1, 4, 2, 3).clone()  # (B, K, 3c, n_free, 3i)
     # pose blend shapes: d(R_j - I)/dθ_j[i] = R_j [J_r e_i]×, for body joints 1..n_free-1
-    jr_body = right_jacobian(pose[:, 1:n_free])  # (B, n-1, 3, 3)
-    d_rot = rot[:, 1:n_free, None] @ skew(jr_body.transpose(-1, -2))  # (B, n-1, 3i, 3, 3)
+    d_rot = rot[:, 1:n_free, None] @ skew(jr_free[:, 1:].transpose(-1, -2))  # (B, n-1, 3i, 3, 3)
     posedirs = sk.v_posedirs.unflatten(0, (-1, 9))[: n_free - 1]  # (n-1, 9, K*3)
     d_vposed = torch.einsum("bjim,jmn->bjin", d_rot.flatten(-2), posedirs).unflatten(-1, (k, 3))
     r_blend = torch.einsum("kj,bjac->bkac", sk.v_weights, r_world)

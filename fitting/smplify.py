@@ -9,9 +9,9 @@ Per subject: betas (shape) fitted jointly with the poses of frames drawn from al
 subject's sequences. Per sequence: every mocap frame gets its own pose
 (global_orient, body_pose, transl = 69 parameters), hands, face and expression stay at
 their mean. Each frame is a tiny non-linear least-squares problem, solved for many frames
-at once with Levenberg–Marquardt (per-frame damping, Jacobians by forward-mode autodiff
-vmapped over frames). Only the 55 joints and the few vertices the targets read are skinned
-(fitting.lbs_subset).
+at once with Levenberg–Marquardt (per-frame damping, closed-form Jacobians: the kinematic
+chain's in fitting.lbs_subset, the limit hinges' in fitting.joint_limits). Only the 55 joints
+and the few vertices the targets read are skinned (fitting.lbs_subset).
 
 Energy per frame (residual form; LM accepts a step only if the true energy drops):
   data      Geman–McClure on predicted vs mocap joints, in units of DATA_UNIT_M, linearised
@@ -19,15 +19,18 @@ Energy per frame (residual form; LM accepts a step only if the true energy drops
   pose      Gaussian on each body joint's swing and twist, in units of its range of motion
             (or a user's GMM) — little twist where twist is unobservable, and motion the
             joints cannot attribute goes to the joints that move most (not collars, spine);
-  limits    knees/elbows bending the wrong way (fitting.priors);
+  limits    hinges on each body joint's swing and twist beyond its range of motion, about
+            the subject's own bone axes (fitting.joint_limits), in the wide phase of a solve;
+            every other step is projected into the limits, where the hinges are zero;
   temporal  body_pose and transl minus the mean of the neighbouring frames (held fixed
             within one LM round, refreshed between rounds).
 
 Schedule for a sequence: a rigid (Kabsch) start from the torso, LM on keyframes every
 ``keyframe_step`` frames (keyframes stuck in a bad minimum restart from the nearest good
-one); a forward sweep fits the frames between keyframes, each warm-started from its solved
-predecessor, all chunks in one batch per step; a backward sweep redoes frames still stuck
-from their successor; frames still clearly worse than the median (keyframes included)
+one); the frames between keyframes are fitted in one batch, each started from its two
+keyframes' poses interpolated (the bridge); frames still stuck are fitted in a forward sweep,
+each warm-started from its solved predecessor, then a backward sweep from their successor;
+frames still clearly worse than the median (keyframes included)
 restart from each neighbour's pose; a last LM pass on all frames adds temporal smoothness.
 """
 
