@@ -366,6 +366,8 @@ def project_to_limits(body_pose: torch.Tensor, bone_axes_: torch.Tensor, slack_r
     swing_out = rho > 1.0
     twist_c = torch.minimum(torch.maximum(twist, lo[:, 2]), hi[:, 2])
     out = swing_out | (twist_c != twist)
+    if not bool(out.any()):  # the usual case in a fit: nothing to recompose
+        return body_pose
     swing = swing / torch.where(swing_out, rho, torch.ones_like(rho))[..., None]
     ws, vs = quat_of_rotvec(swing)
     wt, st = torch.cos(0.5 * twist_c), torch.sin(0.5 * twist_c)
