@@ -65,7 +65,7 @@ def local_core_count() -> int:
 
 
 LOCAL_WORKER_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": str(4 << 20),
+    "MALLOC_MMAP_THRESHOLD_": str(64 << 20),
     "NUMBA_NUM_THREADS": "1",
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
@@ -76,10 +76,13 @@ LOCAL_WORKER_ENV = {
 """Environment of local workers (one thread each), set before each worker process starts.
 
 * ``MALLOC_MMAP_THRESHOLD_``: dask sets MALLOC_TRIM_THRESHOLD_, which also pins glibc's mmap
-  threshold at 128 kB: then every mid-sized buffer (torch's Jacobians in the fitter, a JPEG) is a
-  fresh mmap with its page faults. Measured on a subject's shape fit: 34 s instead of 25 s, most
-  of it system time. Below 4 MB, buffers come from the heap again, and dask's trim threshold
-  still returns freed memory to the system.
+  threshold at 128 kB (glibc otherwise raises it, up to 32 MB, as big buffers are freed): then
+  every larger buffer (the fitter's LM Jacobians of a 512-frame batch are 5-30 MB, a JPEG) is a
+  fresh mmap whose pages fault in again on every use. Measured on a 400-frame pose unit in a
+  worker thread: 4 MB 2.0 s system time and 1.1 M page faults, 16 MB 0.8 s, 32 MB 0.4 s, 64 MB
+  0.2 s and 0.1 M (glibc's own dynamic threshold: 0.5 s); a shape unit 1.9 s -> 0.1 s. 64 MB is
+  the size of a thread arena's heap, i.e. every buffer an arena can hold comes from it; dask's
+  trim threshold still returns freed memory at the top of each heap to the system.
 * ``NUMBA_NUM_THREADS`` (and the BLAS / OpenMP pools, torch's included): one per worker. Each
   worker process otherwise starts a pool as wide as the machine, and two workers on two cores
   oversubscribe them (measured: the SDF of a sample 39 -> 88 ms, its votes 2.4 -> 89 ms).
