@@ -601,6 +601,8 @@ def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries
     if not todo:
         return
     offers = _available_resources(client) if any(u.resources for u, *_ in todo) else []
+    if stage.warm_up is not None:
+        _warm_up_workers(client, stage.warm_up, config, todo[0][0])
     futures = {}
     by_key = {}
     awaited = {k for u, *_ in todo for k in u.after}
@@ -675,6 +677,34 @@ def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries
     finally:
         with contextlib.suppress(Exception):
             client.unsubscribe_topic(topic)
+
+
+WARM_UP_PRIORITY = 2
+"""Above every unit's (0, or 1 for units others wait for): a worker warms up before its first unit."""
+
+
+def _warm_up_workers(client, warm_up, config, unit: Unit) -> None:
+    """Queue ``warm_up(config, unit)`` once on every worker that offers ``unit.resources``.
+
+    Fire and forget: the units are queued behind it on each worker; a failing warm-up is
+    only logged (the units meet the same problem and report it as their failure)."""
+    from distributed import fire_and_forget
+
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    need = dict(unit.resources or {})
+    for address, info in sorted(workers.items()):
+        if all((info.get("resources") or {}).get(k, 0) >= v for k, v in need.items()):
+            fire_and_forget(client.submit(
+                _warm_up, warm_up, config, unit, key=f"warm-up-{os.urandom(4).hex()}", pure=False,
+                workers=[address], allow_other_workers=False, priority=WARM_UP_PRIORITY,
+                resources=need or None))
+
+
+def _warm_up(warm_up, config, unit: Unit) -> None:
+    try:
+        warm_up(config, unit)
+    except Exception as e:  # noqa: BLE001 (the units report it)
+        log.debug("warm-up before %s: %s", unit.key, one_line(e))
 
 
 def package_versions() -> dict[str, str]:
