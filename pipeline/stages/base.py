@@ -145,9 +145,10 @@ class Stage:
     up to date or some failed), for outputs that summarise all units, e.g. a shard index."""
 
     warm_up: Callable[[Any, Unit], None] | None = None
-    """warm_up(config, unit) once on each worker that can run the units, queued there before
-    them, with the first unit to run (e.g. to load a model the units share into a per-process
-    cache): a worker that is idle while the first units run is ready when its turn comes."""
+    """warm_up(config, unit) once on each worker that can run the units, with the first unit
+    to run (e.g. to load a model the units share into a per-process cache), queued after the
+    units others wait for and before the rest: a worker that is idle while a lone first unit
+    runs is ready when its turn comes."""
 
     summary: Callable[[Any, Any], list[str]] | None = None
     """summary(config, work) -> lines printed after the stage's summary (e.g. frames and

@@ -1,5 +1,6 @@
-"""A stage's ``warm_up`` runs once on every worker before that worker's first unit (real
-LocalCluster): the worker that is idle while a lone first unit runs is warm when its turn comes."""
+"""A stage's ``warm_up`` runs once on every worker (real LocalCluster), after the units others
+wait for and before the rest: the worker that is idle while a lone first unit runs is warm when
+its turn comes, and the first unit does not wait for it."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def plan(config: WarmConfig, work: WorkDir) -> list[Unit]:
 def warm_up(config: WarmConfig, unit: Unit) -> None:
     if config.fail_warm_up:
         raise DataError("warm-up cannot run")
-    time.sleep(0.5)  # longer than the first unit takes to be submitted
+    time.sleep(0.5)
     os.environ[_WARM] = os.environ.get(_WARM, "") + f"{unit.key},"
 
 
@@ -61,7 +62,7 @@ def _seen(work: WorkDir) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((work.root / "out").glob("*.json"))]
 
 
-def test_every_worker_warms_up_once_before_its_first_unit(tmp_path):
+def test_every_worker_warms_up_once_after_the_awaited_unit_and_before_the_others(tmp_path):
     work = WorkDir(tmp_path / "work")
     client = get_client(workers=2)
     try:
@@ -71,9 +72,12 @@ def test_every_worker_warms_up_once_before_its_first_unit(tmp_path):
     finally:
         close_client(client)
     assert {o.result for o in report.outcomes} == {"done"}
-    seen = _seen(work)
-    assert len(seen) == 6 and {s["warm"] for s in seen} == {"w/first,"}
-    assert set(warmed.values()) == {"w/first,"} and {s["pid"] for s in seen} <= pids
+    seen = {p.stem: json.loads(p.read_text()) for p in (work.root / "out").glob("*.json")}
+    assert len(seen) == 6 and {s["pid"] for s in seen.values()} <= pids
+    assert set(warmed.values()) == {"w/first,"}  # every worker warmed up, once
+    # the awaited first unit starts at once (its worker warms up after it); the others after
+    assert seen["first"]["warm"] == ""
+    assert {s["warm"] for k, s in seen.items() if k != "first"} == {"w/first,"}
 
 
 def test_a_failing_warm_up_leaves_the_units_to_run(tmp_path):
