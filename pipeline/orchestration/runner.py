@@ -606,6 +606,33 @@ def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries
     awaited = {k for u, *_ in todo for k in u.after}
     topic = f"h36m-nvf-progress-{stage.name}-{os.urandom(6).hex()}"  # this run only
     board = ProgressBoard(stage.name, skipped + len(todo), skipped, progress_mode(progress))
+    results: dict[str, dict] = {}  # of the units of this run that finished
+    held: list[tuple[Unit, str, dict]] = []
+    in_run: set[str] = set()  # submitted or held
+
+    def submit(unit: Unit, chash: str, inputs: dict, prerequisites) -> None:
+        fut = client.submit(
+            execute_unit, stage.run_unit, unit, config, str(work.root), stage.name,
+            stage.version, chash, inputs, *prerequisites, progress_topic=topic,
+            key=f"{stage.name}-{unit.key}-{os.urandom(4).hex()}", pure=False,
+            retries=retries, resources=dict(unit.resources) if unit.resources else None,
+            # first the units others wait for: a subject's shape before any other's poses
+            priority=AWAITED_PRIORITY if unit.key in awaited else 0,
+        )
+        futures[fut] = unit.key
+        by_key[unit.key] = fut
+
+    def release_held() -> None:
+        """Submit the held units whose prerequisites have all finished, with their results as
+        plain values: a dask dependency would place them on the worker that holds the result
+        (the shape unit's), from which the scheduler steals them for idle workers only later
+        (measured: the second pose unit started 1-2 s after the first)."""
+        for item in list(held):
+            unit = item[0]
+            if all(k in results for k in unit.after if k in in_run):
+                held.remove(item)
+                submit(*item, [results[k] for k in unit.after if k in results])
+
     for unit, _status, chash, inputs in todo:
         if not _satisfiable(unit.resources, offers):
             outcomes[unit.key].result = "failed"
@@ -618,17 +645,11 @@ def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries
             outcomes[unit.key].reason = f"prerequisite {blocked[0]} failed: {outcomes[blocked[0]].reason}"
             board.unit_finished(unit.key, ok=False)
             continue
-        prerequisites = [by_key[k] for k in unit.after if k in by_key]  # the ones running now
-        fut = client.submit(
-            execute_unit, stage.run_unit, unit, config, str(work.root), stage.name,
-            stage.version, chash, inputs, *prerequisites, progress_topic=topic,
-            key=f"{stage.name}-{unit.key}-{os.urandom(4).hex()}", pure=False,
-            retries=retries, resources=dict(unit.resources) if unit.resources else None,
-            # first the units others wait for: a subject's shape before any other's poses
-            priority=AWAITED_PRIORITY if unit.key in awaited else 0,
-        )
-        futures[fut] = unit.key
-        by_key[unit.key] = fut
+        in_run.add(unit.key)
+        if any(k in in_run for k in unit.after):  # after units of this run: submitted when they end
+            held.append((unit, chash, inputs))
+            continue
+        submit(unit, chash, inputs, ())
     if stage.warm_up is not None and futures:  # after the units: the first ones start at once
         _warm_up_workers(client, stage.warm_up, config, next(u for u, *_ in todo if u.key in by_key))
 
@@ -656,6 +677,10 @@ def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries
                     o.result, o.reason = "failed", result["reason"]
                     log.info("%s %s failed: %s", stage.name, key, o.reason)
                 board.unit_finished(key, ok=result["ok"])
+                results[key] = result
+            if finished and held:
+                release_held()
+                pending.update({f: k for f, k in futures.items() if k not in results and f not in pending})
             board.tick()
             if pending and not finished:
                 time.sleep(POLL_S)
@@ -663,7 +688,7 @@ def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries
         with sigint_ignored():  # let the cancel through before a second Ctrl-C
             with contextlib.suppress(Exception):
                 client.cancel(list(pending))
-        for key in pending.values():
+        for key in [*pending.values(), *(u.key for u, *_ in held)]:
             outcomes[key].result = "interrupted"
         board.close()
         raise
