@@ -414,9 +414,9 @@ def execute_unit(
     Never raises for a failing unit: returns {"ok": False, "reason": one line} instead, so
     dask does not retry deterministic failures. The old done-record is removed first, so a
     unit killed half-way is never taken as up to date. ``prerequisites`` are the results of
-    the units of ``unit.after`` that ran in this run (dask starts this one after them): when
-    one failed, this unit fails without running; the inputs they wrote are fingerprinted
-    again here, after they were written. ``progress_topic``: the dask event topic that
+    the units of ``unit.after`` that ran in this run (the runner submits this one when they
+    end): when one failed, this unit fails without running; the inputs they wrote are
+    fingerprinted again here, after they were written. ``progress_topic``: the dask event topic that
     carries the unit's ``unit_progress`` reports to the client.
     """
     work = WorkDir(Path(work_root))
