@@ -3,10 +3,13 @@
 Inputs: a synthetic release in the Human3.6M layout (S9, ``SEQUENCES`` of ``FRAMES`` mocap
 frames each), extracted by the extract stage. Peer: the same fitter (pipeline.stages.fit's
 ``make_fitter``: shape from all sequences, then every sequence's poses) called in this
-process, torch with its default threads. Ours: ``h36m-nvf fit --device cpu`` in a fresh
+process (the fitter's own torch setting: one thread). Ours: ``h36m-nvf fit --device cpu`` in a fresh
 process, wall time from the command's start to its exit (imports, cluster start, workers'
 model load, the shape unit, then one pose unit per sequence on the workers). Both fit every
-frame (stride 1); the row also checks that both wrote the same poses.
+frame (stride 1); the row also checks that both wrote the same poses (the pose fits take the
+shape fit's mocap-skeleton offsets, as the stage's pose units do), and keeps both sides' CPU
+time (user + system: this process's, and the command's with its workers) and the load average,
+since the wall times of a shared machine are noisy.
 
 The row keeps the per-unit costs (shape per subject, poses per frame, in-process) that the
 report's whole-dataset projection (benchmarks.projection) uses.
@@ -15,6 +18,7 @@ report's whole-dataset projection (benchmarks.projection) uses.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -53,37 +57,44 @@ def _in_process(work: Path, out: Path, shape_frames: int) -> dict:
 
     w = WorkDir(work)
     sequences = sorted(d.name for d in (work / "extract" / "S9").iterdir() if d.is_dir())
+    cpu0 = _cpu_seconds(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     fitter = make_fitter(resolve_body_model("synthetic", work), "cpu", shape_frames=shape_frames)
     joints = {s: read_joints_world(w.joints_world("S9", s)) for s in sequences}
     t1 = time.perf_counter()
-    betas, _ = fitter.fit_shape([joints[s] for s in sequences])
+    betas, info = fitter.fit_shape([joints[s] for s in sequences])
     t2 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     mpjpe = []
     for s in sequences:
-        fit = fitter.fit_sequence(joints[s], betas)
+        fit = fitter.fit_sequence(joints[s], betas, info["skeleton_offsets_m"])
         np.savez(out / f"{s}.npz", body_pose=fit.body_pose, betas=betas)
         mpjpe.append(fit.mpjpe_mm)
     t3 = time.perf_counter()
     frames = sum(len(j) for j in joints.values())
-    import torch
-
-    return {"threads": torch.get_num_threads(), "seconds": t3 - t0, "load_s": t1 - t0, "shape_s": t2 - t1, "poses_s": t3 - t2,
+    return {"threads": fitter.config.cpu_threads, "cpu_s": _cpu_seconds(resource.RUSAGE_SELF) - cpu0, "seconds": t3 - t0, "load_s": t1 - t0, "shape_s": t2 - t1, "poses_s": t3 - t2,
             "frames": frames, "sequences": sequences, "mpjpe_mm": float(np.concatenate(mpjpe).mean())}
 
 
-def _through_cli(work: Path, workers: int, shape_frames: int) -> float:
+def _cpu_seconds(who: int) -> float:
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
+def _through_cli(work: Path, workers: int, shape_frames: int) -> tuple[float, float]:
+    """(wall, CPU seconds) of the command, its workers included (reaped children)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]),
                                                         os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "cli", "fit", "--out", str(work), "--device", "cpu", "--no-progress",
            "--workers", str(workers), "--shape-frames", str(shape_frames), "--stride", "1"]
+    cpu0 = _cpu_seconds(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=Path(__file__).parents[1])
     seconds = time.perf_counter() - t0
+    cpu = _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu0
     if done.returncode != 0:
         raise RuntimeError(f"h36m-nvf fit failed in the benchmark: {done.stderr.strip()[-500:]}")
-    return seconds
+    return seconds, cpu
 
 
 def run(gpu: bool = False, quick: bool = False) -> list[dict]:
@@ -94,8 +105,10 @@ def run(gpu: bool = False, quick: bool = False) -> list[dict]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-fit-stage-"))
     try:
         work = _prepare(tmp, sequences, frames)
+        load_before = os.getloadavg()[0]
         peer = _in_process(work, tmp / "inprocess", shape_frames)
-        cli_s = _through_cli(work, cores, shape_frames)
+        cli_s, cli_cpu = _through_cli(work, cores, shape_frames)
+        load_after = os.getloadavg()[0]
         diff = 0.0
         for s in peer["sequences"]:
             with np.load(work / "fit" / "S9" / f"{s}.npz") as a, np.load(tmp / "inprocess" / f"{s}.npz") as b:
@@ -109,19 +122,22 @@ def run(gpu: bool = False, quick: bool = False) -> list[dict]:
             "benchmark": "fit-stage",
             "case": f"S9, {len(sequences)} sequences x {frames} frames = {n} frames, shape on {shape_frames} "
                     f"frames, cpu",
-            "ours": n / cli_s, "peer_name": "in-process fitter (same frames, default torch threads)",
+            "ours": n / cli_s, "peer_name": f"in-process fitter (same frames, {peer['threads']} torch thread)",
             "peer": n / peer["seconds"], "ratio": peer["seconds"] / cli_s, "unit": "frames/s",
             "device": f"cpu, {cores} cores ({cores} worker processes through the CLI)",
             "cli_seconds": cli_s, "in_process_seconds": peer["seconds"],
             "in_process_shape_s": peer["shape_s"], "in_process_pose_ms_per_frame": per_frame_ms,
             "in_process_load_s": peer["load_s"], "in_process_torch_threads": peer["threads"],
+            "cli_cpu_seconds": cli_cpu, "in_process_cpu_seconds": peer["cpu_s"],
+            "load_average_1min": [load_before, load_after],
             "fit_bytes_per_frame": fit_bytes / n, "max_abs_pose_difference_rad": diff,
             "mpjpe_mm": peer["mpjpe_mm"], "cli_first_sequence_mpjpe_mm": cli_mpjpe,
-            "notes": f"ours = `h36m-nvf fit` wall time {cli_s:.1f} s (process start to exit: imports, "
+            "notes": f"ours = `h36m-nvf fit` wall time {cli_s:.1f} s, CPU {cli_cpu:.1f} s (process start to exit: imports, "
                      f"cluster, shape unit, {len(sequences)} pose units); peer in-process "
-                     f"{peer['seconds']:.1f} s (model load {peer['load_s']:.1f}, shape {peer['shape_s']:.1f}, "
+                     f"{peer['seconds']:.1f} s, CPU {peer['cpu_s']:.1f} s (model load {peer['load_s']:.1f}, shape {peer['shape_s']:.1f}, "
                      f"poses {peer['poses_s']:.1f} = {per_frame_ms:.1f} ms/frame); same poses within "
-                     f"{diff:.1e} rad; mean MPJPE {peer['mpjpe_mm']:.2f} mm",
+                     f"{diff:.1e} rad; mean MPJPE {peer['mpjpe_mm']:.2f} mm; load average "
+                     f"{load_before:.1f} before, {load_after:.1f} after",
         }]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

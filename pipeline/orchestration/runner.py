@@ -65,7 +65,7 @@ def local_core_count() -> int:
 
 
 LOCAL_WORKER_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": str(4 << 20),
+    "MALLOC_MMAP_THRESHOLD_": str(64 << 20),
     "NUMBA_NUM_THREADS": "1",
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
@@ -76,10 +76,13 @@ LOCAL_WORKER_ENV = {
 """Environment of local workers (one thread each), set before each worker process starts.
 
 * ``MALLOC_MMAP_THRESHOLD_``: dask sets MALLOC_TRIM_THRESHOLD_, which also pins glibc's mmap
-  threshold at 128 kB: then every mid-sized buffer (torch's Jacobians in the fitter, a JPEG) is a
-  fresh mmap with its page faults. Measured on a subject's shape fit: 34 s instead of 25 s, most
-  of it system time. Below 4 MB, buffers come from the heap again, and dask's trim threshold
-  still returns freed memory to the system.
+  threshold at 128 kB (glibc otherwise raises it, up to 32 MB, as big buffers are freed): then
+  every larger buffer (the fitter's LM Jacobians of a 512-frame batch are 5-30 MB, a JPEG) is a
+  fresh mmap whose pages fault in again on every use. Measured on a 400-frame pose unit in a
+  worker thread: 4 MB 2.0 s system time and 1.1 M page faults, 16 MB 0.8 s, 32 MB 0.4 s, 64 MB
+  0.2 s and 0.1 M (glibc's own dynamic threshold: 0.5 s); a shape unit 1.9 s -> 0.1 s. 64 MB is
+  the size of a thread arena's heap, i.e. every buffer an arena can hold comes from it; dask's
+  trim threshold still returns freed memory at the top of each heap to the system.
 * ``NUMBA_NUM_THREADS`` (and the BLAS / OpenMP pools, torch's included): one per worker. Each
   worker process otherwise starts a pool as wide as the machine, and two workers on two cores
   oversubscribe them (measured: the SDF of a sample 39 -> 88 ms, its votes 2.4 -> 89 ms).
@@ -411,9 +414,9 @@ def execute_unit(
     Never raises for a failing unit: returns {"ok": False, "reason": one line} instead, so
     dask does not retry deterministic failures. The old done-record is removed first, so a
     unit killed half-way is never taken as up to date. ``prerequisites`` are the results of
-    the units of ``unit.after`` that ran in this run (dask starts this one after them): when
-    one failed, this unit fails without running; the inputs they wrote are fingerprinted
-    again here, after they were written. ``progress_topic``: the dask event topic that
+    the units of ``unit.after`` that ran in this run (the runner submits this one when they
+    end): when one failed, this unit fails without running; the inputs they wrote are
+    fingerprinted again here, after they were written. ``progress_topic``: the dask event topic that
     carries the unit's ``unit_progress`` reports to the client.
     """
     work = WorkDir(Path(work_root))
@@ -603,6 +606,33 @@ def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries
     awaited = {k for u, *_ in todo for k in u.after}
     topic = f"h36m-nvf-progress-{stage.name}-{os.urandom(6).hex()}"  # this run only
     board = ProgressBoard(stage.name, skipped + len(todo), skipped, progress_mode(progress))
+    results: dict[str, dict] = {}  # of the units of this run that finished
+    held: list[tuple[Unit, str, dict]] = []
+    in_run: set[str] = set()  # submitted or held
+
+    def submit(unit: Unit, chash: str, inputs: dict, prerequisites) -> None:
+        fut = client.submit(
+            execute_unit, stage.run_unit, unit, config, str(work.root), stage.name,
+            stage.version, chash, inputs, *prerequisites, progress_topic=topic,
+            key=f"{stage.name}-{unit.key}-{os.urandom(4).hex()}", pure=False,
+            retries=retries, resources=dict(unit.resources) if unit.resources else None,
+            # first the units others wait for: a subject's shape before any other's poses
+            priority=AWAITED_PRIORITY if unit.key in awaited else 0,
+        )
+        futures[fut] = unit.key
+        by_key[unit.key] = fut
+
+    def release_held() -> None:
+        """Submit the held units whose prerequisites have all finished, with their results as
+        plain values: a dask dependency would place them on the worker that holds the result
+        (the shape unit's), from which the scheduler steals them for idle workers only later
+        (measured: the second pose unit started 1-2 s after the first)."""
+        for item in list(held):
+            unit = item[0]
+            if all(k in results for k in unit.after if k in in_run):
+                held.remove(item)
+                submit(*item, [results[k] for k in unit.after if k in results])
+
     for unit, _status, chash, inputs in todo:
         if not _satisfiable(unit.resources, offers):
             outcomes[unit.key].result = "failed"
@@ -615,17 +645,13 @@ def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries
             outcomes[unit.key].reason = f"prerequisite {blocked[0]} failed: {outcomes[blocked[0]].reason}"
             board.unit_finished(unit.key, ok=False)
             continue
-        prerequisites = [by_key[k] for k in unit.after if k in by_key]  # the ones running now
-        fut = client.submit(
-            execute_unit, stage.run_unit, unit, config, str(work.root), stage.name,
-            stage.version, chash, inputs, *prerequisites, progress_topic=topic,
-            key=f"{stage.name}-{unit.key}-{os.urandom(4).hex()}", pure=False,
-            retries=retries, resources=dict(unit.resources) if unit.resources else None,
-            # first the units others wait for: a subject's shape before any other's poses
-            priority=1 if unit.key in awaited else 0,
-        )
-        futures[fut] = unit.key
-        by_key[unit.key] = fut
+        in_run.add(unit.key)
+        if any(k in in_run for k in unit.after):  # after units of this run: submitted when they end
+            held.append((unit, chash, inputs))
+            continue
+        submit(unit, chash, inputs, ())
+    if stage.warm_up is not None and futures:  # after the units: the first ones start at once
+        _warm_up_workers(client, stage.warm_up, config, next(u for u, *_ in todo if u.key in by_key))
 
     def on_event(event) -> None:  # on the client's event-loop thread
         msg = event[1] if isinstance(event, tuple) else event
@@ -651,6 +677,10 @@ def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries
                     o.result, o.reason = "failed", result["reason"]
                     log.info("%s %s failed: %s", stage.name, key, o.reason)
                 board.unit_finished(key, ok=result["ok"])
+                results[key] = result
+            if finished and held:
+                release_held()
+                pending.update({f: k for f, k in futures.items() if k not in results and f not in pending})
             board.tick()
             if pending and not finished:
                 time.sleep(POLL_S)
@@ -658,7 +688,7 @@ def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries
         with sigint_ignored():  # let the cancel through before a second Ctrl-C
             with contextlib.suppress(Exception):
                 client.cancel(list(pending))
-        for key in pending.values():
+        for key in [*pending.values(), *(u.key for u, *_ in held)]:
             outcomes[key].result = "interrupted"
         board.close()
         raise
@@ -672,6 +702,40 @@ def _run_units(stage, config, work, client, todo, outcomes, *, progress, retries
     finally:
         with contextlib.suppress(Exception):
             client.unsubscribe_topic(topic)
+
+
+AWAITED_PRIORITY = 2
+"""Priority of the units others run after (the rest have 0)."""
+WARM_UP_PRIORITY = 1
+"""Below the awaited units (a worker that got one runs it first and warms up on the way), above
+the others: an idle worker warms up while a lone awaited unit runs, before its first unit."""
+
+
+def _warm_up_workers(client, warm_up, config, unit: Unit) -> None:
+    """Queue ``warm_up(config, unit)`` once on every worker that offers ``unit.resources``
+    (``WARM_UP_PRIORITY``).
+
+    Fire and forget: a failing warm-up is only logged (the units meet the same problem and
+    report it as their failure). Why not before the first unit everywhere: on a loaded
+    machine the first unit's worker then waits for the others' warm-ups too (measured with
+    another process busy: the shape unit started 4.8 s after the cluster instead of 2.3 s)."""
+    from distributed import fire_and_forget
+
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    need = dict(unit.resources or {})
+    for address, info in sorted(workers.items()):
+        if all((info.get("resources") or {}).get(k, 0) >= v for k, v in need.items()):
+            fire_and_forget(client.submit(
+                _warm_up, warm_up, config, unit, key=f"warm-up-{os.urandom(4).hex()}", pure=False,
+                workers=[address], allow_other_workers=False, priority=WARM_UP_PRIORITY,
+                resources=need or None))
+
+
+def _warm_up(warm_up, config, unit: Unit) -> None:
+    try:
+        warm_up(config, unit)
+    except Exception as e:  # noqa: BLE001 (the units report it)
+        log.debug("warm-up before %s: %s", unit.key, one_line(e))
 
 
 def package_versions() -> dict[str, str]:

@@ -144,6 +144,12 @@ class Stage:
     """finalize(config, work, units) on the client after the units ran (also when all were
     up to date or some failed), for outputs that summarise all units, e.g. a shard index."""
 
+    warm_up: Callable[[Any, Unit], None] | None = None
+    """warm_up(config, unit) once on each worker that can run the units, with the first unit
+    to run (e.g. to load a model the units share into a per-process cache), queued after the
+    units others wait for and before the rest: a worker that is idle while a lone first unit
+    runs is ready when its turn comes."""
+
     summary: Callable[[Any, Any], list[str]] | None = None
     """summary(config, work) -> lines printed after the stage's summary (e.g. frames and
     samples per split part), from what WORK holds after the run."""

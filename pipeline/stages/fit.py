@@ -25,9 +25,7 @@ With ``--device cuda`` (or auto on a machine with CUDA) units carry ``resources=
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,8 +171,7 @@ def run_unit(unit: Unit, config: FitStageConfig) -> dict:
                             config.shape_frames)
     if p["kind"] == "shape":
         joints = [read_joints_world(work.joints_world(subject, s)) for s in p["every"]]
-        with idle_core_threads():
-            betas, info = fitter.fit_shape(joints)
+        betas, info = fitter.fit_shape(joints)
         write_fit_shape(work.fit_shape(subject), FitShape(
             betas=betas, shape_frames=info["frames"], sequences=tuple(p["every"]), mpjpe_mm=info["mpjpe_mm"],
             body_model_sha256=model.sha256, skeleton_offsets_m=info["skeleton_offsets_m"]))
@@ -190,58 +187,18 @@ def run_unit(unit: Unit, config: FitStageConfig) -> dict:
     from pipeline.stages.progress import unit_progress
 
     unit_progress(0, len(frame_index), "frames")  # the total, for the client's ETA
-    with idle_core_threads():
-        fit = fitter.fit_sequence(joints[frame_index], betas, shape.skeleton_offsets_m)
+    fit = fitter.fit_sequence(joints[frame_index], betas, shape.skeleton_offsets_m)
     write_fit_sequence(work.fit_sequence(subject, seq), fit_record(fit, betas, frame_index, model.sha256))
     return {"frames": int(len(frame_index)), "mpjpe_mm_mean": float(fit.mpjpe_mm.mean()),
             "mpjpe_mm_max": float(fit.mpjpe_mm.max()), "converged_fraction": float(fit.converged.mean())}
 
 
-@contextlib.contextmanager
-def idle_core_threads():
-    """Within: torch uses this worker's core plus those of the idle workers on its machine.
-
-    Workers run one thread each (pipeline.orchestration.runner.LOCAL_WORKER_ENV), which suits
-    many units; but a subject's shape unit often runs alone (its sequences wait for it), and so
-    does the last unit of a run. Asked when the unit starts, after its model load: the
-    scheduler's view of which workers of this host have nothing to run. Outside a dask
-    worker, or when every worker is busy, nothing changes.
-    """
-    import torch
-
-    extra = _idle_workers_here()
-    before = torch.get_num_threads()
-    if extra:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        torch.set_num_threads(min(before + extra, cores))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _idle_workers_here() -> int:
-    """Other workers on this worker's host with no task assigned and none queued to come."""
-    try:
-        from distributed import get_worker
-
-        worker = get_worker()
-    except (ImportError, ValueError):  # not inside a dask worker
-        return 0
-    try:
-        processing = worker.client.processing()
-        waiting = worker.client.run_on_scheduler(_runnable_unassigned)
-    except Exception:  # a scheduler that cannot answer: keep one thread
-        return 0
-    host = worker.address.rsplit(":", 1)[0]
-    idle = sum(1 for address, tasks in processing.items()
-               if address != worker.address and address.rsplit(":", 1)[0] == host and not tasks)
-    return max(0, idle - waiting)
-
-
-def _runnable_unassigned(dask_scheduler=None) -> int:
-    """On the scheduler: tasks ready to run that no worker holds yet (they take idle workers)."""
-    return len(dask_scheduler.queued) + len(dask_scheduler.unrunnable)
+def warm_up(config: FitStageConfig, unit: Unit) -> None:
+    """On a worker before its first unit: the fitter load (torch import, body model), which a
+    worker idle while a subject's shape unit runs would otherwise do when its first pose unit
+    comes (~2 s on the critical path)."""
+    p = unit.payload
+    _cached_fitter(p["model"].path, p["device"], config.joint_regressor, config.pose_prior, config.shape_frames)
 
 
 _FITTERS: dict = {}
@@ -282,6 +239,7 @@ STAGE = Stage(
     config_type=FitStageConfig,
     plan=plan,
     run_unit=run_unit,
+    warm_up=warm_up,
     options=(
         BODY_MODEL_OPTION,
         StageOption("device", str, "auto, cuda or cpu."),

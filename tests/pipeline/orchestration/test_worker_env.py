@@ -37,3 +37,39 @@ def test_local_workers_are_spawned_with_the_worker_environment(monkeypatch):
     assert "MALLOC_TRIM_THRESHOLD_" in at_start  # dask's own pre-spawn settings stay
     # this process's environment is as it was
     assert {k: os.environ.get(k) for k in LOCAL_WORKER_ENV} == {k: before.get(k) for k in LOCAL_WORKER_ENV}
+
+
+def _faults_of_reused_buffers(mb: int = 20, times: int = 10) -> int:
+    """In a unit: minor page faults while a buffer of ``mb`` MB is allocated, written and freed
+    ``times`` times, a small result kept after each (what the fitter does with its LM
+    Jacobians). glibc's malloc directly: numpy asks for huge pages, which fault fewer times."""
+    import ctypes
+    import resource
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    kept = []
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(times):
+        buffer = libc.malloc(mb << 20)
+        ctypes.memset(buffer, 1, mb << 20)
+        kept.append(libc.malloc(64 << 10))
+        libc.free(buffer)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    for p in kept:
+        libc.free(p)
+    return faults
+
+
+def test_a_local_workers_large_buffers_are_reused_not_faulted_in_again(monkeypatch):
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    client = get_client(workers=1)
+    try:
+        faults = client.submit(_faults_of_reused_buffers, pure=False).result()
+    finally:
+        close_client(client)
+    pages = (20 << 20) // os.sysconf("SC_PAGE_SIZE")
+    # a fresh mmap per buffer faults every page in each time (10 x pages); a reused one once
+    assert faults < 3 * pages, f"{faults} page faults for 10 uses of a {pages}-page buffer"
