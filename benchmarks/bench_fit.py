@@ -137,7 +137,7 @@ def _ours(fitter, mocap_seqs, betas, device):
 def _stock(fitter, model, mocap, betas, device, target_mpjpe, max_iters, lr=0.02):
     """smplx full-mesh forward + Adam on the same energy, from the same rigid start."""
     from fitting.correspondence import correspondence_vertex_ids, h36m32_from_smplx
-    from fitting.joint_limits import bone_axes, limit_residual
+    from fitting.joint_limits import limit_residual
     from fitting.joint_sets import H36M17_FROM_H36M32
     from fitting.lbs_subset import rest_joints, rest_vertices
     from fitting.losses import gmof_energy
@@ -148,7 +148,7 @@ def _stock(fitter, model, mocap, betas, device, target_mpjpe, max_iters, lr=0.02
     b = torch.as_tensor(betas, dtype=torch.float32, device=device)
     with torch.no_grad():
         start = fitter.rigid_start(target, rest_joints(fitter.skinner, b), rest_vertices(fitter.skinner, b))
-        axes = bone_axes(rest_joints(fitter.skinner, b))
+        axes = fitter.bone_axes
     params = start.clone().requires_grad_()
     opt = torch.optim.Adam([params], lr=lr)
     ids = torch.as_tensor(correspondence_vertex_ids(), device=device)

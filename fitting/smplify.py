@@ -310,8 +310,9 @@ class Fitter:
         self.gmm = gmm.to(self.dtype, self.device) if gmm is not None else None
         self.chunk = config.chunk_frames or (4096 if self.device.type == "cuda" else 512)
         self.bone_axes = bone_axes(self.skinner.j_template)
-        """(21, 3) rest bone axes of the model's mean shape (the frame of the pose prior; the
-        joint limits use each subject's own, ``bone_axes(rest_joints(skinner, betas))``)."""
+        """(21, 3) rest bone axes of the model's mean shape: the frame of the pose prior and
+        of the joint limits, the same for every subject (the synthetic motions and the audit
+        use it too; a subject's own axes differ from it by at most ~1°)."""
         self.prior_map = math.sqrt(config.pose_prior_weight) * range_normalised_axes(self.bone_axes)
         """(63, 63) the pose prior's residual map: prior residual = prior_map @ body_pose."""
         self.prior_jacobian = torch.nn.functional.pad(self.prior_map, (3, 3))
@@ -345,7 +346,7 @@ class Fitter:
         """Trial parameters (B, 69) of an LM step (B, 69) from p: each joint's rotation step
         limited to ``max_rotation_step_rad`` (unless not ``cap``), the rotation vectors
         re-expressed with norm <= π, the body joints projected into their limits (widened by
-        slack_rad) about the subject's bone axes (21, 3)."""
+        slack_rad) about the bone axes (21, 3) (``bone_axes``)."""
         rot = step[:, :66].unflatten(-1, (22, 3))
         if cap:
             norm = torch.linalg.norm(rot, dim=-1, keepdim=True)
@@ -387,9 +388,9 @@ class Fitter:
         if not hinges:
             limits, j_lim_body = body[:, :0], None
         elif jacobian:
-            limits, j_lim_body = limit_residual_jacobian(body, bone_axes(joints_rest))
+            limits, j_lim_body = limit_residual_jacobian(body, self.bone_axes)
         else:
-            limits, j_lim_body = limit_residual(body, bone_axes(joints_rest)), None
+            limits, j_lim_body = limit_residual(body, self.bone_axes), None
         limits = w_lim * limits
         sq_wt = torch.sqrt(w_time)[:, None]
         smooth = sq_wt * self._smooth_vector(p - nbr)
@@ -448,7 +449,7 @@ class Fitter:
         """
         jr = rest_joints(self.skinner, betas)
         vr = rest_vertices(self.skinner, betas)
-        axes = bone_axes(jr)
+        axes = self.bone_axes
         nbr = p0 if nbr is None else nbr
         wt = torch.full((p0.shape[0],), float(w_time), dtype=self.dtype, device=self.device)
         out_p, out_c, out_conv = [], [], []
@@ -666,7 +667,7 @@ class Fitter:
         jr, vr = rest_joints(self.skinner, betas), rest_vertices(self.skinner, betas)
         pred = self._predict(p, jr, vr)
         prior = self._prior_residual(p[:, 3:66])
-        limits = math.sqrt(c.angle_limit_weight) * limit_residual(p[:, 3:66], bone_axes(jr))
+        limits = math.sqrt(c.angle_limit_weight) * limit_residual(p[:, 3:66], self.bone_axes)
         smooth = self._smooth_vector(p - neighbour_mean(p))
         energies = {
             "energy_data": gmof_energy(pred - target, c.data_sigma_m).sum(-1) / DATA_UNIT_M**2,
@@ -845,6 +846,7 @@ class Fitter:
         def val_fn(pp, b):
             return res(pp, b, False)[2]
 
+        axes = self.bone_axes
         wb = prior_weight * p.shape[0]
         wh = c.beta_bound_weight * p.shape[0]
         lam = 1e-3
@@ -876,7 +878,7 @@ class Fitter:
             db = torch.linalg.solve(s, rhs)
             dp = -inv_gp - (inv_apb @ db)
             b_new = (betas + db.to(p.dtype)).clamp(-c.beta_bound, c.beta_bound)
-            p_new = self.retract(p, dp.to(p.dtype), bone_axes(rest_joints(sk, b_new)), cap=False)
+            p_new = self.retract(p, dp.to(p.dtype), axes, cap=False)
             cost_new = total(val_fn(p_new, b_new), b_new)
             if torch.isfinite(cost_new) and cost_new < cost:
                 rel = float((cost - cost_new) / cost)

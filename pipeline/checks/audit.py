@@ -268,8 +268,8 @@ def assess_sequence(work: WorkDir, fit: SequenceFit, model, config: AuditConfig,
     params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     params["betas"] = np.asarray(stored.betas, dtype=np.float64)
     verts, joints55 = P.posed_bodies(model, params)
-    rest_verts, rest_joints = P.rest_body(model, params["betas"])
-    axes = P.model_bone_axes(rest_joints)
+    rest_verts, _ = P.rest_body(model, params["betas"])
+    axes = P.model_bone_axes(P.rest_body(model, np.zeros_like(params["betas"]))[1])  # the limits' frame: the mean shape's, as the fitter's
     faces = np.asarray(model.faces, dtype=np.int64)
     go, bp = params["global_orient"], params["body_pose"]
 
