@@ -176,7 +176,7 @@ class FitConfig:
     cpu_threads: int = 1
     """torch intra-op threads while fitting on CPU (0: leave torch's setting). The per-frame
     operations are small, so extra threads mostly spin; parallelism comes from dask units."""
-    tol: float = 1e-4
+    tol: float = 3e-4
     """A frame has converged (and LM leaves it) when a step lowers its energy (cm^2 units) by
     less than tol x (energy + 1), or a step is rejected where the undamped Gauss-Newton model
     promises less than that (fitting.lm). Small: the prior's shallow valleys (which joint
