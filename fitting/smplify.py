@@ -20,7 +20,7 @@ Energy per frame (residual form; LM accepts a step only if the true energy drops
             (or a user's GMM) — little twist where twist is unobservable, and motion the
             joints cannot attribute goes to the joints that move most (not collars, spine);
   limits    hinges on each body joint's swing and twist beyond its range of motion, about
-            the subject's own bone axes (fitting.joint_limits), in the wide phase of a solve;
+            the mean shape's bone axes (fitting.joint_limits), in the wide phase of a solve;
             every other step is projected into the limits, where the hinges are zero;
   temporal  body_pose and transl minus the mean of the neighbouring frames (held fixed
             within one LM round, refreshed between rounds).
@@ -140,8 +140,8 @@ class FitConfig:
     beta_bound: float = 3.0
     """Hard bound: betas are clamped to [-beta_bound, beta_bound] after every step."""
     keyframe_step: int = 16
-    """Keyframe spacing: frames between keyframes are fitted in sweeps warm-started from
-    their neighbour, all chunks in one batch per step."""
+    """Keyframe spacing: the frames between keyframes are fitted in one batch from their
+    keyframes' poses interpolated (``bridge_iters``), stuck ones again in sweeps."""
     keyframe_iters: int = 24
     """LM iterations on keyframes from the rigid start."""
     bridge_iters: int = 10
@@ -343,19 +343,18 @@ class Fitter:
             return math.sqrt(self.config.gmm_prior_weight) * self.gmm.residual(body_pose)
         return body_pose @ self.prior_map.T
 
-    def retract(self, p: torch.Tensor, step: torch.Tensor, axes: torch.Tensor, cap: bool = True,
-                slack_rad: float = 0.0) -> torch.Tensor:
+    def retract(self, p: torch.Tensor, step: torch.Tensor, cap: bool = True, slack_rad: float = 0.0) -> torch.Tensor:
         """Trial parameters (B, 69) of an LM step (B, 69) from p: each joint's rotation step
         limited to ``max_rotation_step_rad`` (unless not ``cap``), the rotation vectors
         re-expressed with norm <= π, the body joints projected into their limits (widened by
-        slack_rad) about the bone axes (21, 3) (``bone_axes``)."""
+        slack_rad)."""
         rot = step[:, :66].unflatten(-1, (22, 3))
         if cap:
             norm = torch.linalg.norm(rot, dim=-1, keepdim=True)
             m = self.config.max_rotation_step_rad
             rot = rot * torch.where(norm > m, m / norm.clamp_min(1e-30), torch.ones_like(norm))
         new_rot = principal_rotvec(p[:, :66].unflatten(-1, (22, 3)) + rot)
-        body = project_to_limits(new_rot[:, 1:], axes, slack_rad)
+        body = project_to_limits(new_rot[:, 1:], self.bone_axes, slack_rad)
         return torch.cat([new_rot[:, 0], body.flatten(1), p[:, 66:] + step[:, 66:]], 1)
 
     def residuals(self, p, target, joints_rest, verts_rest, nbr, w_time, sigma, jacobian: bool, hinges: bool = True):
@@ -451,7 +450,6 @@ class Fitter:
         """
         jr = rest_joints(self.skinner, betas)
         vr = rest_vertices(self.skinner, betas)
-        axes = self.bone_axes
         nbr = p0 if nbr is None else nbr
         wt = torch.full((p0.shape[0],), float(w_time), dtype=self.dtype, device=self.device)
         out_p, out_c, out_conv = [], [], []
@@ -468,13 +466,13 @@ class Fitter:
                 # leaves frames stuck on it in poorer minima); the hinge still pulls back
                 slack = math.radians(self.config.limit_slack_deg) if sigma != self.config.data_sigma_m else 0.0
                 if not slack:  # LM keeps a start whose every step is rejected: start within the limits
-                    p = self.retract(p, torch.zeros_like(p), axes, slack_rad=0.0)
+                    p = self.retract(p, torch.zeros_like(p), slack_rad=0.0)
 
                 def fn(x, jacobian, sl=sl, sigma=sigma, hinges=bool(slack)):
                     return self.residuals(x, target[sl], jr, vr, nbr[sl], wt[sl], sigma, jacobian, hinges)
 
                 def retract(x, step, slack=slack):
-                    return self.retract(x, step, axes, slack_rad=slack)
+                    return self.retract(x, step, slack_rad=slack)
 
                 res = lm_batched(fn, p, n, self.config.tol, damping_floor=self.damping_floor, retract=retract)
                 p = res.params
@@ -848,7 +846,6 @@ class Fitter:
         def val_fn(pp, b):
             return res(pp, b, False)[2]
 
-        axes = self.bone_axes
         wb = prior_weight * p.shape[0]
         wh = c.beta_bound_weight * p.shape[0]
         lam = 1e-3
@@ -880,7 +877,7 @@ class Fitter:
             db = torch.linalg.solve(s, rhs)
             dp = -inv_gp - (inv_apb @ db)
             b_new = (betas + db.to(p.dtype)).clamp(-c.beta_bound, c.beta_bound)
-            p_new = self.retract(p, dp.to(p.dtype), axes, cap=False)
+            p_new = self.retract(p, dp.to(p.dtype), cap=False)
             cost_new = total(val_fn(p_new, b_new), b_new)
             if torch.isfinite(cost_new) and cost_new < cost:
                 rel = float((cost - cost_new) / cost)
