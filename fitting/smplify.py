@@ -180,7 +180,7 @@ class FitConfig:
     """A frame has converged (and LM leaves it) when a step lowers its energy (cm^2 units) by
     less than tol x (energy + 1), or a step is rejected where the undamped Gauss-Newton model
     promises less than that (fitting.lm). Small: the prior's shallow valleys (which joint
-    twists) are descended in many small steps (1e-4 left a third of the frames of a fast
+    twists) are descended in many small steps (1e-4 left 60 % of the frames of a fast
     sequence 'unconverged' at 0.05 mm MPJPE; 3e-4 gave the same or better surface error on
     the demo releases, exact, mismatched and noisy)."""
 
