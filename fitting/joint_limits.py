@@ -234,10 +234,12 @@ def _frames(bone_axes_: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, 
     return u, torch.cross(bone_axes_, u, dim=-1)
 
 
-def _hinges(body_pose: torch.Tensor, bone_axes_: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The swing/twist split of body_pose (..., 21, 3) against the limits, every part that
-    ``limit_excess`` and ``limit_residual_jacobian`` read (see there)."""
+def _against_limits(body_pose: torch.Tensor, bone_axes_: torch.Tensor, slack_rad: float = 0.0) -> dict:
+    """The swing/twist split of body_pose (..., 21, 3) against the limits (each range widened
+    by slack_rad, within ±π): what projection and the hinges share."""
     ref, lo, hi = limit_arrays(body_pose.dtype, body_pose.device)
+    if slack_rad:
+        lo, hi = (lo - slack_rad).clamp_min(-math.pi), (hi + slack_rad).clamp_max(math.pi)
     axes = bone_axes_.to(body_pose.dtype)
     u, v = _frames(axes, ref)
     swing, twist = swing_twist(body_pose, axes)
@@ -246,12 +248,19 @@ def _hinges(body_pose: torch.Tensor, bone_axes_: torch.Tensor) -> dict[str, torc
     lv = torch.where(sv >= 0, hi[:, 1], -lo[:, 1])
     rho2 = (su / lu) ** 2 + (sv / lv) ** 2
     out = rho2 > 1.0
-    rho = torch.sqrt(torch.where(out, rho2, torch.ones_like(rho2)))
+    return dict(lo=lo, hi=hi, axes=axes, u=u, v=v, swing=swing, twist=twist, su=su, sv=sv, lu=lu, lv=lv, out=out,
+                rho=torch.sqrt(torch.where(out, rho2, torch.ones_like(rho2))),  # 1 inside
+                above=twist > hi[:, 2], below=twist < lo[:, 2])
+
+
+def _hinges(body_pose: torch.Tensor, bone_axes_: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``_against_limits`` plus the hinges: every part that ``limit_excess`` and
+    ``limit_residual_jacobian`` read (see there)."""
+    h = _against_limits(body_pose, bone_axes_)
+    su, sv, out, rho, twist, lo, hi = h["su"], h["sv"], h["out"], h["rho"], h["twist"], h["lo"], h["hi"]
     mag2 = su * su + sv * sv
     mag = torch.sqrt(torch.where(out, mag2, torch.ones_like(mag2)))
-    return dict(axes=axes, u=u, v=v, swing=swing, twist=twist, su=su, sv=sv, lu=lu, lv=lv, out=out, rho=rho,
-                mag=mag, swing_ex=torch.where(out, mag * (1.0 - 1.0 / rho), torch.zeros_like(mag)),
-                above=twist > hi[:, 2], below=twist < lo[:, 2],
+    return dict(h, mag=mag, swing_ex=torch.where(out, mag * (1.0 - 1.0 / rho), torch.zeros_like(mag)),
                 twist_ex=torch.relu(twist - hi[:, 2]) + torch.relu(lo[:, 2] - twist))
 
 
@@ -353,22 +362,13 @@ def project_to_limits(body_pose: torch.Tensor, bone_axes_: torch.Tensor, slack_r
     scaled back along its ray to the elliptical boundary); joints inside are returned as
     given (bit for bit). body_pose (..., 21, 3) radians; bone_axes_ (21, 3) unit;
     slack_rad widens every range on both sides (kept within ±π)."""
-    ref, lo, hi = limit_arrays(body_pose.dtype, body_pose.device)
-    if slack_rad:
-        lo, hi = (lo - slack_rad).clamp_min(-math.pi), (hi + slack_rad).clamp_max(math.pi)
-    axes = bone_axes_.to(body_pose.dtype)
-    u, v = _frames(axes, ref)
-    swing, twist = swing_twist(body_pose, axes)
-    su, sv = (swing * u).sum(-1), (swing * v).sum(-1)
-    lu = torch.where(su >= 0, hi[:, 0], -lo[:, 0])
-    lv = torch.where(sv >= 0, hi[:, 1], -lo[:, 1])
-    rho = torch.sqrt((su / lu) ** 2 + (sv / lv) ** 2)
-    swing_out = rho > 1.0
-    twist_c = torch.minimum(torch.maximum(twist, lo[:, 2]), hi[:, 2])
-    out = swing_out | (twist_c != twist)
+    h = _against_limits(body_pose, bone_axes_, slack_rad)
+    out = h["out"] | h["above"] | h["below"]
     if not bool(out.any()):  # the usual case in a fit: nothing to recompose
         return body_pose
-    swing = swing / torch.where(swing_out, rho, torch.ones_like(rho))[..., None]
+    axes = h["axes"]
+    twist_c = torch.minimum(torch.maximum(h["twist"], h["lo"][:, 2]), h["hi"][:, 2])
+    swing = h["swing"] / h["rho"][..., None]  # onto the boundary where beyond (rho 1 inside)
     ws, vs = quat_of_rotvec(swing)
     wt, st = torch.cos(0.5 * twist_c), torch.sin(0.5 * twist_c)
     vt = st[..., None] * axes
