@@ -20,10 +20,16 @@ from helpers import write_tiny_release
 ROOT = Path(__file__).resolve().parents[3]
 
 
+LONG_FRAMES = 600
+"""Frames per sequence of ``long_release``."""
+
+
 @pytest.fixture(scope="module")
 def long_release(tmp_path_factory):
-    """S1 and S9, two sequences, 4 cameras, 240 frames each: 16 image units of ~0.3 s."""
-    return write_tiny_release(tmp_path_factory.mktemp("long_release"), subjects=("S1", "S9"), frames=240)
+    """S1 and S9, two sequences, 4 cameras, 600 frames each: a run of several seconds on a quiet
+    machine (with 240 frames it ended within the progress rate's first second, and the log test
+    saw no rate)."""
+    return write_tiny_release(tmp_path_factory.mktemp("long_release"), subjects=("S1", "S9"), frames=LONG_FRAMES)
 
 
 def command(release, work, *extra) -> list[str]:
@@ -117,8 +123,9 @@ def test_stage_summary_records_results(long_release, tmp_path):
     work = tmp_path / "work"
     run = subprocess.run(command(long_release, work, "--no-progress", "--cameras", "54138969"),
                          capture_output=True, text=True, env=env(), check=True)
-    # 4 sequences, one camera each, every one of the 240 frames
-    assert "4 sequences, 960 images from 4 videos" in run.stdout, run.stdout
+    # 4 sequences, one camera each, every one of the LONG_FRAMES frames
+    images = 4 * LONG_FRAMES
+    assert f"4 sequences, {images} images from 4 videos" in run.stdout, run.stdout
     recorded = json.loads((work / "run.json").read_text())["stages"]["extract"]["summary"]["results"]
-    assert recorded == {"sequences": 4, "videos": 4, "images": 960}
-    assert len(list((work / "images").rglob("*.jpg"))) == 960
+    assert recorded == {"sequences": 4, "videos": 4, "images": images}
+    assert len(list((work / "images").rglob("*.jpg"))) == images
